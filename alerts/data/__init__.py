@@ -1,0 +1,3 @@
+"""Data files shipped with the alerts package (read through importlib.resources)."""
+
+__all__: list[str] = []

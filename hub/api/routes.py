@@ -1,0 +1,14 @@
+"""Every router the API serves, in one list."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from hub.api import health
+
+__all__ = ["include_routers"]
+
+
+def include_routers(app: FastAPI) -> None:
+    """Mount every resource router on ``app``."""
+    app.include_router(health.router)

@@ -1,0 +1,90 @@
+"""create_app(settings): the FastAPI app whose one lifespan owns every component."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from hub import __version__
+from hub.api.problems import install_problem_handlers
+from hub.api.routes import include_routers
+from hub.config import Settings
+from hub.db import Database
+from hub.lifecycle import Lifecycle, TaskSet
+from hub.metrics import HubMetrics
+
+__all__ = ["Hub", "build_hub", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hub:
+    """Everything the running hub holds; built from Settings, started by the lifespan."""
+
+    settings: Settings
+    metrics: HubMetrics
+    db: Database
+    lifecycle: Lifecycle
+    tasks: TaskSet = field(default_factory=TaskSet)
+    listening: dict[str, str] = field(default_factory=dict)
+    started: bool = False
+
+    async def start(self) -> None:
+        """Start every component in order (once), and note where each listens."""
+        if self.started:
+            return
+        await self.lifecycle.start()
+        self.started = True
+        for component in self.lifecycle.components:
+            port = getattr(component, "port", None)
+            if port is not None:
+                self.listening[component.name] = f"{component.settings.host}:{port}"  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        """Stop background tasks, then components in reverse order."""
+        if not self.started:
+            return
+        self.started = False
+        await self.tasks.stop(self.settings.shutdown_timeout)
+        await self.lifecycle.stop()
+
+
+def build_hub(settings: Settings) -> Hub:
+    """Assemble the components the settings ask for, in start order."""
+    metrics = HubMetrics()
+    metrics.info.labels(__version__).set(1)
+    lifecycle = Lifecycle(timeout=settings.shutdown_timeout)
+    db = Database(settings.database)
+    lifecycle.add(db)
+    hub = Hub(settings=settings, metrics=metrics, db=db, lifecycle=lifecycle)
+    if settings.mqtt.mode == "embedded":
+        from hub.ingest.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(settings.mqtt)
+        lifecycle.add(broker)
+    return hub
+
+
+def create_app(settings: Settings, hub: Hub | None = None) -> FastAPI:
+    """The API app; its lifespan starts and stops the hub."""
+    the_hub = hub or build_hub(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await the_hub.start()
+        app.state.hub = the_hub
+        try:
+            yield
+        finally:
+            await the_hub.stop()
+
+    app = FastAPI(title="IoT hub", version=__version__, lifespan=lifespan)
+    app.state.hub = the_hub
+    install_problem_handlers(app)
+    include_routers(app)
+    return app

@@ -1,0 +1,212 @@
+"""The hub's one Settings object, read from HUB_* variables and an optional .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "PLACEHOLDER_SECRETS",
+    "CentralSettings",
+    "CoapSettings",
+    "DatabaseSettings",
+    "GrafanaSettings",
+    "InfluxSettings",
+    "MqttSettings",
+    "Settings",
+    "TelemetrySettings",
+    "TwilioSettings",
+    "WebSettings",
+    "load_settings",
+]
+
+# Secrets nobody should run a real deployment with.
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "password", "admin"})
+DB_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class DatabaseSettings(_Section):
+    """Where the registry, cases and outbox live."""
+
+    url: str = "sqlite+aiosqlite:///./var/hub.db"
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in DB_SCHEMES:
+            raise ValueError(
+                f"unsupported database URL scheme {scheme or value!r}; use one of "
+                + ", ".join(f"{s}://" for s in DB_SCHEMES)
+            )
+        return value
+
+
+class MqttSettings(_Section):
+    """MQTT: the embedded amqtt broker, or a client of an external broker."""
+
+    mode: Literal["embedded", "external"] = "embedded"
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=0, le=65535)
+    # Demo and development: take a free port when the configured one is busy.
+    port_fallback: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = "iothub"
+    shared_group: str | None = None
+    qos: Literal[0, 1] = 1
+    max_payload: int = Field(default=64 * 1024, gt=0)
+
+
+class CoapSettings(_Section):
+    """CoAP uplinks: DTLS-PSK and OSCORE, plain only on a private network."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=5683, ge=0, le=65535)
+    port_fallback: bool = False
+    allow_plain: bool = False
+
+
+class InfluxSettings(_Section):
+    """InfluxDB through its v1 HTTP API (native in 1.x, compatibility in 2.x/3.x)."""
+
+    url: str = "http://127.0.0.1:8086"
+    database: str = "iothub"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    batch_size: int = Field(default=5000, gt=0)
+    flush_interval: float = Field(default=1.0, gt=0)
+    queue_max: int = Field(default=200_000, gt=0)
+    spool_max_bytes: int = Field(default=1 << 30, gt=0)
+
+
+class TelemetrySettings(_Section):
+    """Which telemetry store holds readings."""
+
+    backend: Literal["sqlite", "influxdb"] = "sqlite"
+    sqlite_path: Path | None = None
+    retention_days: int = Field(default=30, gt=0)
+
+
+class TwilioSettings(_Section):
+    """Twilio SMS and voice; unset means the console notifier."""
+
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    # Only tests point the SDK elsewhere (Prism).
+    base_url: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """Tell whether real Twilio credentials are set."""
+        return bool(self.account_sid and self.auth_token)
+
+
+class GrafanaSettings(_Section):
+    """Grafana API, for annotations and dashboard upload."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+
+
+class CentralSettings(_Section):
+    """The central governance platform the district pushes cases to."""
+
+    url: str | None = None
+    secret: SecretStr | None = None
+
+
+class WebSettings(_Section):
+    """The HTTP API and command-center page."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    port_fallback: bool = False
+    public_base_url: str | None = None
+
+
+class Settings(BaseSettings):
+    """Every setting of the hub; HUB_<SECTION>_<NAME>, e.g. HUB_DATABASE_URL."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    mode: Literal["development", "production"] = "development"
+    var_dir: Path = Path("var")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    secret_key: SecretStr = SecretStr("changethis")
+    shutdown_timeout: float = Field(default=5.0, gt=0)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    coap: CoapSettings = Field(default_factory=CoapSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
+    central: CentralSettings = Field(default_factory=CentralSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if self.mode != "production":
+            return self
+        secrets: dict[str, SecretStr | None] = {
+            "secret_key": self.secret_key,
+            "twilio_auth_token": self.twilio.auth_token,
+            "influx_password": self.influx.password,
+            "influx_token": self.influx.token,
+            "grafana_api_key": self.grafana.api_key,
+            "central_secret": self.central.secret,
+            "mqtt_password": self.mqtt.password,
+        }
+        for name, value in secrets.items():
+            if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"HUB_{name.upper()} is a placeholder; set a real secret in production")
+        return self
+
+    @property
+    def telemetry_sqlite_path(self) -> Path:
+        """Where the embedded telemetry store keeps its file."""
+        return self.telemetry.sqlite_path or self.var_dir / "telemetry.db"
+
+
+def load_settings(env_file: Path | None = Path(".env"), **overrides: object) -> Settings:
+    """Build Settings, turning every problem into one ConfigError that names the setting."""
+    from pydantic import ValidationError
+
+    from hub.errors import ConfigError
+
+    if env_file is not None and env_file.exists():
+        try:
+            env_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ConfigError(str(env_file), f"cannot read the .env file ({reason})") from exc
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[arg-type,call-arg]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        setting = "HUB_" + "_".join(loc).upper() if loc else "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(setting, message) from exc

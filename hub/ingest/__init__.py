@@ -1,0 +1,1 @@
+"""Uplinks: MQTT (embedded broker or external), CoAP, and the pipeline they feed."""

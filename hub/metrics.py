@@ -1,0 +1,35 @@
+"""Prometheus metrics held per app (its own registry, no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["HubMetrics"]
+
+
+class HubMetrics:
+    """Every metric the hub exports; one instance per app, passed to the components."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.info = Gauge("iothub_info", "Hub version", ["version"], registry=r)
+        self.component_up = Gauge(
+            "iothub_component_up", "1 when a component is healthy", ["component"], registry=r
+        )
+        self.ingest_messages = Counter(
+            "iothub_ingest_messages", "Uplinks accepted", ["transport", "kind"], registry=r
+        )
+        self.ingest_rejected = Counter(
+            "iothub_ingest_rejected", "Uplinks refused, by reason", ["transport", "reason"], registry=r
+        )
+        self.http_requests = Counter(
+            "iothub_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "iothub_http_request_seconds", "HTTP request duration", ["route"], registry=r
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

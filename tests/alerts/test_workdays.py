@@ -25,8 +25,9 @@ def calendar() -> WorkdayCalendar:
     return WorkdayCalendar.load()
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=SHANGHAI)  # type: ignore[misc]
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, second: int = 0) -> datetime:
+    """A wall-clock time in Shanghai."""
+    return datetime(year, month, day, hour, minute, second, tzinfo=SHANGHAI)
 
 
 def test_shipped_years_and_festival_lengths() -> None:

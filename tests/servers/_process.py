@@ -1,0 +1,155 @@
+"""A server subprocess in its own process group, with bounded readiness and sure cleanup."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+from hub.errors import StartupError
+
+__all__ = ["ManagedProcess", "free_port", "wait_until"]
+
+_PR_SET_PDEATHSIG = 1
+_STOP_GRACE_S = 10.0
+_POLL_S = 0.05
+_TAIL_LINES = 40
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll ``ready`` until it is true; raise StartupError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise StartupError(f"{what}: not ready after {timeout:.0f} s")
+        time.sleep(_POLL_S)
+
+
+def _death_signal_hook() -> Callable[[], None] | None:
+    """Return a pre-exec hook that kills the child if its parent thread dies (Linux only)."""
+    # Only from the main thread: the signal fires when the *thread* that forked exits.
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    libc = ctypes.CDLL(name, use_errno=True)  # loaded before fork: no dlopen in the child
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return hook
+
+
+class ManagedProcess:
+    """One server command: start in a new session, log to a file, stop the whole group."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, log_path: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Return the pid of the running process, or None."""
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        """Tell whether the process is running."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the command; its output is appended to the log file."""
+        if self.alive():
+            return
+        self._log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() reaches every child
+                preexec_fn=_death_signal_hook(),  # noqa: PLW1509 - the hook only calls prctl
+            )
+        except OSError as exc:
+            self._close_log()
+            raise StartupError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from exc
+        atexit.register(self.stop)
+
+    def check_alive(self) -> None:
+        """Raise StartupError with the log tail if the process has exited."""
+        if self._proc is not None and self._proc.poll() is not None:
+            raise StartupError(self.failure(f"exited with code {self._proc.returncode}"))
+
+    def wait_ready(self, probe: Callable[[], bool], *, timeout: float) -> None:
+        """Poll ``probe`` until true; on exit or timeout, stop and raise with the log tail."""
+
+        def ready() -> bool:
+            self.check_alive()
+            return probe()
+
+        try:
+            wait_until(ready, timeout=timeout, what=self.name)
+        except StartupError as exc:
+            self.stop()
+            raise StartupError(self.failure(exc.message.removeprefix(f"{self.name}: "))) from exc
+
+    def failure(self, reason: str) -> str:
+        """Format a failure message with the command and the tail of the log."""
+        return f"{self.name}: {reason}\ncommand: {' '.join(self.argv)}\nlog tail:\n{self.log_tail()}"
+
+    def log_tail(self, lines: int = _TAIL_LINES) -> str:
+        """Return the last lines of the log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Terminate the process group; kill it if it does not exit in time."""
+        proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
+        if proc is not None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            # Children that ignored SIGTERM die with their leader's group.
+            _signal_group(proc.pid, signal.SIGKILL)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

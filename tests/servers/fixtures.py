@@ -1,0 +1,77 @@
+"""Pytest fixtures for the real servers; loaded with ``pytest_plugins = ["tests.servers.fixtures"]``."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from .influxdb import InfluxServer
+from .mosquitto import MosquittoServer
+from .postgres import PostgresDatabase
+from .prism import PrismServer
+
+__all__ = [
+    "influx_database",
+    "influxdb",
+    "mosquitto",
+    "postgres_database",
+    "postgres_url",
+    "prism",
+]
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """Run one InfluxDB for the session (no auth); tests may stop and start it again."""
+    server = InfluxServer(tmp_path_factory.mktemp("influxdb"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def influx_database(influxdb: InfluxServer) -> str:
+    """Create a fresh database on the session InfluxDB (restarting it if a test left it stopped)."""
+    influxdb.start()
+    name = f"test_{secrets.token_hex(6)}"
+    influxdb.create_database(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    """Run one anonymous Mosquitto for the session."""
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[PostgresDatabase]:
+    """Create a throw-away database ``iothub_<random>`` on the local PostgreSQL; drop it at session end."""
+    with PostgresDatabase() as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_database: PostgresDatabase) -> str:
+    """Return the SQLAlchemy asyncpg URL of the session's throw-away database."""
+    return postgres_database.asyncpg_url
+
+
+@pytest.fixture(scope="session")
+def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrismServer]:
+    """Run one Prism serving Twilio's OpenAPI spec for the session."""
+    server = PrismServer(tmp_path_factory.mktemp("prism"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,187 @@
+"""The small model types every driver is made of: specs, the Reading, and the Driver itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from drivers import codec, commands, rules
+from hub.errors import DecodeError, InvalidInput
+
+__all__ = [
+    "MAX_PAYLOAD",
+    "CommandSpec",
+    "DecodeMeta",
+    "Driver",
+    "EventSpec",
+    "Format",
+    "MetricSpec",
+    "ParamSpec",
+    "Parts",
+    "Reading",
+    "Value",
+]
+
+Value = float | int | bool | str
+Format = Literal["auto", "json", "cbor", "binary"]
+Severity = Literal["critical", "major", "minor", "info"]
+MetricType = Literal["float", "int", "bool", "str"]
+# (seq, ts, metrics, events, heartbeat or None when the payload did not say)
+Parts = tuple[int | None, float | None, dict[str, Value], tuple[str, ...], bool | None]
+
+MAX_PAYLOAD = 64 * 1024
+_CONTENT_FORMATS: Mapping[int, Format] = {50: "json", 60: "cbor", 42: "binary"}
+
+
+@dataclass(slots=True)
+class Reading:
+    """One decoded uplink, in the shared vocabulary."""
+
+    kind: str
+    seq: int | None
+    ts: float | None
+    metrics: dict[str, Value]
+    events: tuple[str, ...]
+    activity: bool
+    heartbeat: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """A measured value: unit, type and the range a device may report."""
+
+    name: str
+    unit: str
+    type: MetricType
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """A normalized event name with the case category it opens and whether a person caused it."""
+
+    name: str
+    severity: Severity
+    category: str
+    activity: bool
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """One parameter of a downlink command."""
+
+    type: MetricType
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A downlink command a device understands."""
+
+    name: str
+    params: Mapping[str, ParamSpec]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeMeta:
+    """How to read a payload: its format, or "auto" to sniff it from the first byte."""
+
+    fmt: Format = "auto"
+
+    @classmethod
+    def from_content_format(cls, content_format: int | None) -> DecodeMeta:
+        """Map a CoAP Content-Format number (50 json, 60 cbor, 42 octet-stream) to a meta."""
+        return cls(_CONTENT_FORMATS.get(content_format, "auto") if content_format is not None else "auto")
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """A device kind: what it measures and reports, its formats, default rules and commands."""
+
+    kind: str
+    title: str
+    metrics: Mapping[str, MetricSpec]
+    events: Mapping[str, EventSpec]
+    heartbeat_interval_s: float
+    default_rules: tuple[dict[str, Any], ...]
+    commands: Mapping[str, CommandSpec]
+    decode_frame: Callable[[bytes], Parts]
+    encode_frame: Callable[[Parts], bytes]
+    magic: int
+    refine: Callable[[dict[str, Value], tuple[str, ...]], tuple[str, ...]] | None = None
+    activity_metrics: tuple[str, ...] = ()
+    formats: tuple[Format, ...] = ("json", "cbor", "binary")
+    _activity_events: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = rules.check_specs(self.metrics, self.events)
+        problems += rules.check_rules(self.default_rules, self.metrics, self.events)
+        if problems:
+            raise InvalidInput(f"driver {self.kind}: " + "; ".join(problems), field="default_rules")
+        active = frozenset(name for name, spec in self.events.items() if spec.activity)
+        object.__setattr__(self, "_activity_events", active)
+
+    def decode(self, payload: bytes, meta: DecodeMeta | None = None) -> Reading:
+        """Decode one uplink; raises DecodeError or ValidationFailed with a stable reason key."""
+        size = len(payload)
+        if size > MAX_PAYLOAD:
+            raise DecodeError("too_large", f"payload of {size} bytes exceeds {MAX_PAYLOAD}")
+        fmt = "auto" if meta is None else meta.fmt
+        if fmt == "auto":
+            fmt = codec.sniff(payload)
+        if fmt == "binary":
+            parts = self.decode_frame(payload)
+        elif fmt == "json":
+            parts = codec.parse_object(codec.load_json(payload), self.metrics, self.events)
+        elif fmt == "cbor":
+            parts = codec.parse_object(codec.load_cbor(payload), self.metrics, self.events)
+        else:
+            raise DecodeError("unknown_format", f"unknown format {fmt!r}")
+        return self._reading(parts)
+
+    def _reading(self, parts: Parts) -> Reading:
+        seq, ts, metrics, events, heartbeat = parts
+        if self.refine is not None:
+            events = self.refine(metrics, events)
+        active = self._activity_events
+        activity = any(e in active for e in events) or any(
+            metrics.get(m) is True for m in self.activity_metrics
+        )
+        return Reading(
+            self.kind, seq, ts, metrics, events, activity, not events if heartbeat is None else heartbeat
+        )
+
+    def encode(self, fields: Mapping[str, Any], fmt: Format = "json") -> bytes:
+        """Build the payload a device would send for these normalized fields (the inverse of decode)."""
+        obj = codec.fields_to_object(fields, self.metrics)
+        parts = codec.parse_object(obj, self.metrics, self.events)
+        if self.refine is not None:
+            self.refine(parts[2], parts[3])  # cross-field checks, so encode refuses what decode would
+        if fmt == "json":
+            return codec.dump_json(obj)
+        if fmt == "cbor":
+            return codec.dump_cbor(obj)
+        if fmt == "binary":
+            return self.encode_frame(parts)
+        raise InvalidInput(f"unknown format {fmt!r}", field="fmt")
+
+    def encode_command(
+        self, name: str, params: Mapping[str, Any], *, cid: int | None = None, fmt: Format = "json"
+    ) -> bytes:
+        """Encode a downlink command after checking it against the driver's CommandSpec."""
+        return commands.encode_command(self.commands, name, params, cid=cid, fmt=fmt)
+
+    def decode_command_result(self, payload: bytes) -> dict[str, Any]:
+        """Decode a device's answer to a command (JSON or CBOR) into a plain dict."""
+        if len(payload) > MAX_PAYLOAD:
+            raise DecodeError("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        return commands.decode_result(self.commands, payload)

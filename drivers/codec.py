@@ -1,0 +1,198 @@
+"""Format sniffing, value checks and the JSON/CBOR object format every driver shares."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import cbor2
+
+from hub.errors import DecodeError, InvalidInput, ValidationFailed
+
+if TYPE_CHECKING:
+    from drivers.base import EventSpec, MetricSpec, ParamSpec, Parts, Value
+
+__all__ = [
+    "MAGIC_RANGE",
+    "SEQ_MAX",
+    "TS_RANGE",
+    "check_metrics",
+    "check_value",
+    "dump_cbor",
+    "dump_json",
+    "fields_to_object",
+    "invalid",
+    "load_cbor",
+    "load_json",
+    "parse_object",
+    "sniff",
+]
+
+SEQ_MAX = 2**32 - 1
+# Device clocks before 2000 are unset clocks, not history; after 2100 they are broken.
+TS_RANGE = (946_684_800.0, 4_102_444_800.0)
+# Frame magics live in 0xF0-0xF7: neither '{' / JSON whitespace nor a CBOR map (0xA0-0xBF).
+MAGIC_RANGE = (0xF0, 0xF7)
+_WHITESPACE = b" \t\r\n"
+_FIELD_KEYS = {"seq": "seq", "ts": "ts", "events": "ev", "heartbeat": "hb"}
+
+
+def invalid(reason: str, name: str, message: str) -> ValidationFailed:
+    """Build a ValidationFailed that names the offending field."""
+    exc = ValidationFailed(reason, message)
+    exc.field = name
+    return exc
+
+
+def sniff(payload: bytes) -> Literal["json", "cbor", "binary"]:
+    """Tell JSON, CBOR and binary frames apart by the first byte; the ranges do not overlap."""
+    if not payload:
+        raise DecodeError("empty", "empty payload")
+    first = payload[0]
+    if first == 0x7B:
+        return "json"
+    if 0xA0 <= first <= 0xBF:
+        return "cbor"
+    if MAGIC_RANGE[0] <= first <= MAGIC_RANGE[1]:
+        return "binary"
+    if first in _WHITESPACE:
+        return "json"
+    raise DecodeError(
+        "unknown_format", f"first byte 0x{first:02x} is no JSON object, CBOR map or frame magic"
+    )
+
+
+def load_json(payload: bytes) -> Any:
+    """Parse JSON bytes, translating every parser failure to reason "bad_json"."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError("bad_json", f"invalid JSON: {exc}") from exc
+
+
+def load_cbor(payload: bytes) -> Any:
+    """Parse exactly one CBOR item; trailing bytes are an error too."""
+    fp = io.BytesIO(payload)
+    try:
+        obj = cbor2.CBORDecoder(fp, max_depth=16).decode()
+    except Exception as exc:  # the decoder of untrusted bytes may fail in many ways; all mean bad CBOR
+        raise DecodeError("bad_cbor", f"invalid CBOR: {exc}") from exc
+    if fp.tell() != len(payload):
+        raise DecodeError("bad_cbor", f"{len(payload) - fp.tell()} trailing bytes after the CBOR item")
+    return obj
+
+
+def check_value(spec: MetricSpec | ParamSpec, name: str, value: Any) -> Value:
+    """Check one value against its spec and return it (ints widened to float for float metrics)."""
+    kind = spec.type
+    vtype = type(value)
+    if kind == "float":
+        if vtype is int:
+            value = float(value)
+        elif vtype is not float:
+            raise invalid("wrong_type", name, f"{name} must be a number, not {vtype.__name__}")
+    elif kind == "int":
+        if vtype is not int:
+            raise invalid("wrong_type", name, f"{name} must be an integer, not {vtype.__name__}")
+    elif kind == "bool":
+        if vtype is not bool:
+            raise invalid("wrong_type", name, f"{name} must be a boolean, not {vtype.__name__}")
+        return bool(value)
+    else:
+        if vtype is not str:
+            raise invalid("wrong_type", name, f"{name} must be a string, not {vtype.__name__}")
+        choices = getattr(spec, "choices", ())
+        if choices and value not in choices:
+            raise invalid("out_of_range", name, f"{name}={value!r} is not one of {choices}")
+        return str(value)
+    lo, hi = spec.minimum, spec.maximum
+    # Written as "not lo <= v" so that NaN fails too.
+    if (lo is not None and not lo <= value) or (hi is not None and not value <= hi):
+        raise invalid("out_of_range", name, f"{name}={value!r} outside [{lo}, {hi}]")
+    return value  # type: ignore[no-any-return]
+
+
+def check_metrics(metrics: Mapping[str, Value], specs: Mapping[str, MetricSpec]) -> None:
+    """Check the ranges of metrics a frame decoder produced."""
+    for name, value in metrics.items():
+        check_value(specs[name], name, value)
+
+
+def _check_events(value: Any, events: Mapping[str, EventSpec]) -> tuple[str, ...]:
+    if type(value) is not list:
+        raise invalid("wrong_type", "ev", f"ev must be a list of event names, not {type(value).__name__}")
+    for name in value:
+        if type(name) is not str:
+            raise invalid("wrong_type", "ev", f"event names are strings, not {type(name).__name__}")
+        if name not in events:
+            raise invalid("unknown_event", "ev", f"unknown event {name!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def parse_object(obj: Any, metrics: Mapping[str, MetricSpec], events: Mapping[str, EventSpec]) -> Parts:
+    """Validate a decoded JSON/CBOR object and split it into reading parts."""
+    if type(obj) is not dict:
+        raise DecodeError("not_object", f"payload must be an object, not {type(obj).__name__}")
+    out: dict[str, Value] = {}
+    seq: int | None = None
+    ts: float | None = None
+    evs: tuple[str, ...] = ()
+    heartbeat: bool | None = None
+    for key, value in obj.items():
+        spec = metrics.get(key)
+        if spec is not None:
+            out[key] = check_value(spec, key, value)
+        elif key == "seq":
+            if type(value) is not int:
+                raise invalid("wrong_type", "seq", "seq must be an integer")
+            if not 0 <= value <= SEQ_MAX:
+                raise invalid("out_of_range", "seq", f"seq={value} outside [0, {SEQ_MAX}]")
+            seq = value
+        elif key == "ts":
+            if type(value) is not int and type(value) is not float:
+                raise invalid("wrong_type", "ts", "ts must be epoch seconds")
+            if not TS_RANGE[0] <= value <= TS_RANGE[1]:
+                raise invalid("out_of_range", "ts", f"ts={value!r} outside {TS_RANGE}")
+            ts = float(value)
+        elif key == "ev":
+            evs = _check_events(value, events)
+        elif key == "hb":
+            if type(value) is not bool:
+                raise invalid("wrong_type", "hb", "hb must be a boolean")
+            heartbeat = value
+        elif key == "v":
+            if type(value) is not int:
+                raise invalid("wrong_type", "v", "v must be an integer")
+            if value != 1:
+                raise DecodeError("bad_version", f"object version {value} is not supported (1 is)")
+        else:
+            raise DecodeError("unknown_field", f"unknown field {key!r}")
+    return seq, ts, out, evs, heartbeat
+
+
+def fields_to_object(fields: Mapping[str, Any], metrics: Mapping[str, MetricSpec]) -> dict[str, Any]:
+    """Turn normalized fields (seq, ts, events, heartbeat, metrics) into the JSON/CBOR object."""
+    obj: dict[str, Any] = {"v": 1}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if key in metrics:
+            obj[key] = value
+        elif key in _FIELD_KEYS:
+            listy = key == "events" and isinstance(value, Iterable) and not isinstance(value, str)
+            obj[_FIELD_KEYS[key]] = list(value) if listy else value
+        else:
+            raise InvalidInput(f"unknown field {key!r}", field=key)
+    return obj
+
+
+def dump_json(obj: Mapping[str, Any]) -> bytes:
+    """Encode an object as compact JSON."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def dump_cbor(obj: Mapping[str, Any]) -> bytes:
+    """Encode an object as CBOR."""
+    return bytes(cbor2.dumps(obj))

@@ -1,0 +1,119 @@
+"""Smoke detector: optical smoke density, temperature, battery and signal; NB-IoT, MQTT or CoAP."""
+
+from __future__ import annotations
+
+from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
+from drivers.codec import check_metrics
+from drivers.convert import BitNames, check_reserved, vocabulary
+from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fixed
+
+__all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame"]
+
+FLAG_ALARM = 0x02
+FRAME = FrameLayout(0xF1, "HhBb")  # smoke mdB/m, temperature 0.1 °C, battery %, rssi dBm
+EVENT_BITS = BitNames("alarm", "alarm_cleared", "test_button", "tamper", "fault")
+_BODY = ("smoke", "temperature", "battery", "rssi")
+
+METRICS: dict[str, MetricSpec] = {
+    "smoke": MetricSpec("smoke", "dB/m", "float", 0.0, 10.0, description="optical obscuration"),
+    **vocabulary("temperature", "battery", "rssi"),
+    "alarm": MetricSpec("alarm", "", "bool", description="the detector is sounding now"),
+}
+
+EVENTS: dict[str, EventSpec] = {
+    e.name: e
+    for e in (
+        EventSpec("alarm", "critical", "fire", False, "smoke above the alarm threshold"),
+        EventSpec("alarm_cleared", "info", "fire", False, "smoke back below the threshold"),
+        EventSpec("test_button", "info", "test", True, "someone pressed the test button"),
+        EventSpec("tamper", "major", "tamper", False, "removed from its base or opened"),
+        EventSpec("fault", "major", "fault", False, "chamber, sounder or sensor fault"),
+    )
+}
+
+COMMANDS: dict[str, CommandSpec] = {
+    c.name: c
+    for c in (
+        CommandSpec("silence", {}, "hush the sounder for the device's hush period"),
+        CommandSpec("self_test", {}, "run the chamber and sounder self-test"),
+        CommandSpec(
+            "set_heartbeat",
+            {"interval_s": ParamSpec("int", "seconds between heartbeats", 300, 86_400)},
+            "change the heartbeat interval",
+        ),
+    )
+}
+
+RULES = (
+    {
+        "name": "smoke-alarm",
+        "type": "event",
+        "event": "alarm",
+        "clear_event": "alarm_cleared",
+        "severity": "critical",
+        "category": "fire",
+    },
+    {
+        "name": "heat-high",
+        "type": "threshold",
+        "metric": "temperature",
+        "op": ">",
+        "value": 57,  # EN 54-5 class A1 fixed-temperature heat detectors trip between 54 and 65 °C
+        "clear": 50,
+        "for_s": 0,
+        "severity": "critical",
+        "category": "fire",
+    },
+    {"name": "smoke-tamper", "type": "event", "event": "tamper", "severity": "major", "category": "tamper"},
+    {"name": "smoke-fault", "type": "event", "event": "fault", "severity": "major", "category": "fault"},
+    {
+        "name": "battery-low",
+        "type": "threshold",
+        "metric": "battery",
+        "op": "<",
+        "value": 15,
+        "clear": 20,
+        "for_s": 0,
+        "severity": "minor",
+        "category": "battery",
+    },
+    {"name": "silent", "type": "inactivity", "factor": 2.5, "severity": "major", "category": "fault"},
+)
+
+
+def decode_frame(payload: bytes) -> Parts:
+    """Decode a smoke frame (magic 0xF1)."""
+    _m, _v, seq, ts, flags, events, smoke, temperature, battery, rssi = FRAME.unpack(payload)
+    check_reserved(flags, FLAG_HEARTBEAT | FLAG_ALARM)
+    metrics: dict[str, Value] = {
+        "smoke": smoke / 1000,
+        "temperature": temperature / 10,
+        "battery": battery,
+        "rssi": rssi,
+        "alarm": bool(flags & FLAG_ALARM),
+    }
+    check_metrics(metrics, METRICS)
+    return seq, frame_ts(ts), metrics, EVENT_BITS.decode(events), bool(flags & FLAG_HEARTBEAT)
+
+
+def encode_frame(parts: Parts) -> bytes:
+    """Encode reading parts as a smoke frame."""
+    metrics = parts[2]
+    smoke, temperature, battery, rssi = require(metrics, _BODY)
+    flags = FLAG_ALARM if metrics.get("alarm") else 0
+    body = (to_fixed(smoke, 1000), to_fixed(temperature, 10), int(battery), int(rssi))
+    return FRAME.pack(parts, flags, EVENT_BITS.encode(parts[3]), *body)
+
+
+DRIVER = Driver(
+    kind="smoke",
+    title="Smoke detector",
+    metrics=METRICS,
+    events=EVENTS,
+    heartbeat_interval_s=4 * 3600,
+    default_rules=RULES,
+    commands=COMMANDS,
+    decode_frame=decode_frame,
+    encode_frame=encode_frame,
+    magic=FRAME.magic,
+)

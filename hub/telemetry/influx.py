@@ -1,4 +1,4 @@
-"""InfluxDB telemetry store: batched writes, a durable spool while InfluxDB is away, dead letters for bad points."""
+"""InfluxDB telemetry store: batched writes, a durable spool while it is away, dead letters for bad points."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from hub.errors import AuthError, InvalidInput, StoreError, StoreUnavailable
+from hub.errors import AuthError, StoreError, StoreUnavailable
 from hub.telemetry.base import Sample, StoreStats, TelemetryPoint
-from hub.telemetry.influx_http import InfluxHTTP, Outcome, WriteResult, quote_ident, quote_string
+from hub.telemetry.influx_http import InfluxHTTP, Outcome, WriteResult, quote_ident, samples, select_query
 from hub.telemetry.intake import Close, Flush, Intake
 from hub.telemetry.lineproto import LineEncoder
 from hub.telemetry.spool import DeadLetters, Spool
@@ -42,10 +42,6 @@ class InfluxStoreConfig(BaseModel):
     timeout: float = Field(10.0, gt=0)
     retry_max: float = Field(30.0, gt=0)
     create_database: bool = False
-
-
-def _ns(seconds: float) -> int:
-    return round(seconds * 1_000_000_000)
 
 
 class InfluxStore:
@@ -237,29 +233,19 @@ class InfluxStore:
         """Samples of ``metric`` for one device across all kinds; with ``every``, means per bucket."""
         if self._http is None:
             raise StoreUnavailable("InfluxDB store is not started")
-        source = "/.*/"
-        if self.config.retention_policy:
-            source = f"{quote_ident(self.config.retention_policy)}.{source}"
-        where = f'"device_id" = {quote_string(device_id)} AND time >= {_ns(start)} AND time < {_ns(end)}'
-        if every is None:
-            q = f"SELECT {quote_ident(metric)} FROM {source} WHERE {where}"
-        else:
-            if _ns(every) <= 0:
-                raise InvalidInput("every must be positive", field="every")
-            q = f"SELECT mean({quote_ident(metric)}) FROM {source} WHERE {where} GROUP BY time({_ns(every)}ns) fill(none)"
-        samples: list[Sample] = []
-        for series in await self._http.query(q):
-            for row in series.get("values", []):
-                if row[1] is not None:
-                    samples.append((row[0] / 1e9, row[1]))
-        samples.sort(key=lambda s: s[0])
-        return samples
+        q = select_query(
+            device_id, metric, start, end, every=every, retention_policy=self.config.retention_policy
+        )
+        return samples(await self._http.query(q))
 
     async def health(self) -> tuple[bool, str]:
         """Reachability, credentials and database, plus the spool backlog."""
         if self._http is None:
             return False, "not started"
-        backlog = f"spool {len(self._spool)} batches ({self._spool.size} B), dead-lettered {self._stats.dead_lettered}"
+        backlog = (
+            f"spool {len(self._spool)} batches ({self._spool.size} B), "
+            f"dead-lettered {self._stats.dead_lettered}"
+        )
         up, version = await self._http.ping()
         if not up:
             return False, f"InfluxDB {version}; {backlog}"

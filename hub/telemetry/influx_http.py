@@ -1,4 +1,4 @@
-"""InfluxDB v1 HTTP API (``/write`` line protocol, ``/query`` InfluxQL) over httpx, with outcomes classified."""
+"""InfluxDB v1 HTTP API over httpx: line protocol to ``/write``, InfluxQL to ``/query``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 
-from hub.errors import AuthError, StoreError, StoreUnavailable
+from hub.errors import AuthError, InvalidInput, StoreError, StoreUnavailable
+from hub.telemetry.base import Sample
 
-__all__ = ["InfluxHTTP", "Outcome", "WriteResult", "quote_ident", "quote_string"]
+__all__ = ["InfluxHTTP", "Outcome", "WriteResult", "quote_ident", "quote_string", "samples", "select_query"]
 
 
 class Outcome(enum.Enum):
@@ -40,6 +41,42 @@ def quote_ident(name: str) -> str:
 def quote_string(value: str) -> str:
     """An InfluxQL string literal in single quotes."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
+
+
+def select_query(
+    device_id: str,
+    metric: str,
+    start: float,
+    end: float,
+    *,
+    every: float | None,
+    retention_policy: str | None,
+) -> str:
+    """InfluxQL for one device's metric in ``[start, end)`` over every kind; ``every`` → mean per bucket."""
+    source = "/.*/"  # a device has one kind, and the caller need not know it
+    if retention_policy:
+        source = f"{quote_ident(retention_policy)}.{source}"
+    where = f'"device_id" = {quote_string(device_id)} AND time >= {_ns(start)} AND time < {_ns(end)}'
+    if every is None:
+        return f"SELECT {quote_ident(metric)} FROM {source} WHERE {where}"
+    if _ns(every) <= 0:
+        raise InvalidInput("every must be positive", field="every")
+    # fill(none) omits empty buckets; buckets align on the epoch, as SQLiteStore's do.
+    group = f"GROUP BY time({_ns(every)}ns) fill(none)"
+    return f"SELECT mean({quote_ident(metric)}) FROM {source} WHERE {where} {group}"
+
+
+def samples(series: list[dict[str, Any]]) -> list[Sample]:
+    """(epoch seconds, value) pairs of a two-column answer, merged over series and sorted."""
+    out: list[Sample] = [
+        (row[0] / 1e9, row[1]) for s in series for row in s.get("values", []) if row[1] is not None
+    ]
+    out.sort(key=lambda sample: sample[0])
+    return out
 
 
 def _error_text(resp: httpx.Response) -> str:

@@ -163,13 +163,13 @@ async def create_key(
 
 async def _principal_places(session: AsyncSession, key: ApiKey) -> list[tuple[int, str]]:
     by_key = select(Place.id, Place.path).join(api_key_places, api_key_places.c.place_id == Place.id)
-    rows = list((await session.execute(by_key.where(api_key_places.c.key_id == key.id))).tuples())
+    rows = [(r[0], r[1]) for r in await session.execute(by_key.where(api_key_places.c.key_id == key.id))]
     if key.responder_id is not None:
         by_responder = select(Place.id, Place.path).join(
             responder_places, responder_places.c.place_id == Place.id
         )
         query = by_responder.where(responder_places.c.responder_id == key.responder_id)
-        rows += list((await session.execute(query)).tuples())
+        rows += [(r[0], r[1]) for r in await session.execute(query)]
     return sorted(set(rows))
 
 
@@ -210,7 +210,7 @@ async def list_keys(session: AsyncSession, *, include_revoked: bool = False) -> 
     keys = (await session.execute(query)).scalars().all()
     links = select(api_key_places.c.key_id, Place.code).join(Place, Place.id == api_key_places.c.place_id)
     codes: dict[str, list[str]] = {}
-    for key_id, code in (await session.execute(links)).tuples():
+    for key_id, code in await session.execute(links):
         codes.setdefault(key_id, []).append(code)
     return [KeyInfo(k, tuple(sorted(codes.get(k.id, ())))) for k in keys]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from hub.api import health
+from hub.api import apikeys, health
 
 __all__ = ["include_routers"]
 
@@ -12,3 +12,4 @@ __all__ = ["include_routers"]
 def include_routers(app: FastAPI) -> None:
     """Mount every resource router on ``app``."""
     app.include_router(health.router)
+    app.include_router(apikeys.router)

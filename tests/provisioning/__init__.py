@@ -1,0 +1,1 @@
+"""Tests of places, responders, API keys, devices and enrollment."""

@@ -31,6 +31,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._segments: dict[int, int] = {}  # seq -> size in bytes
         self._unsynced: set[int] = set()
+        self._bytes = 0
         self._next = 1
         self._lock = threading.Lock()  # the loop (overflow spill) and a worker thread both touch it
 
@@ -42,6 +43,7 @@ class Spool:
                 tmp.unlink()  # never renamed, so never acknowledged
             for path in self.directory.glob(f"*{_SUFFIX}"):
                 self._segments[int(path.stem)] = path.stat().st_size
+            self._bytes = sum(self._segments.values())
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot open spool {self.directory}: {exc}") from exc
         self._next = max(self._segments, default=0) + 1
@@ -54,7 +56,7 @@ class Spool:
     @property
     def size(self) -> int:
         """Bytes spooled."""
-        return sum(self._segments.values())
+        return self._bytes  # a counter: summing the dict could race with the worker thread
 
     def __len__(self) -> int:
         return len(self._segments)
@@ -68,8 +70,9 @@ class Spool:
 
     def has_room(self, nbytes: int, replacing: int | None = None) -> bool:
         """Whether ``nbytes`` more fit under ``max_bytes`` (net of a segment being replaced)."""
-        freed = self._segments.get(replacing, 0) if replacing is not None else 0
-        return self.size - freed + nbytes <= self.max_bytes
+        with self._lock:
+            freed = self._segments.get(replacing, 0) if replacing is not None else 0
+            return self._bytes - freed + nbytes <= self.max_bytes
 
     def append(self, seq: int, body: bytes, *, sync: bool = True) -> None:
         """Commit one batch as segment ``seq`` (replacing it if present): temp file, fsync, rename."""
@@ -89,6 +92,7 @@ class Spool:
         except OSError as exc:
             raise StoreError(f"cannot spool batch {seq}: {exc}") from exc
         with self._lock:
+            self._bytes += len(body) - self._segments.get(seq, 0)
             self._segments[seq] = len(body)
             if not sync:
                 self._unsynced.add(seq)
@@ -130,7 +134,7 @@ class Spool:
         except OSError as exc:
             raise StoreError(f"cannot remove spool segment {seq}: {exc}") from exc
         with self._lock:
-            self._segments.pop(seq, None)
+            self._bytes -= self._segments.pop(seq, 0)
             self._unsynced.discard(seq)
 
 

@@ -1,0 +1,42 @@
+"""The live event stream: every accepted reading fanned out to bounded subscriber queues."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+__all__ = ["EventBus"]
+
+
+class EventBus:
+    """Publish without waiting; a slow subscriber loses its oldest events, never blocks ingest."""
+
+    def __init__(self, queue_size: int = 1000) -> None:
+        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._size = queue_size
+        self.dropped = 0
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Hand ``event`` to every subscriber."""
+        for queue in self._queues:
+            if queue.full():
+                queue.get_nowait()
+                self.dropped += 1
+            queue.put_nowait(event)
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscribers listen now."""
+        return len(self._queues)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue that receives every event published while the context is open."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._size)
+        self._queues.add(queue)
+        try:
+            yield queue
+        finally:
+            self._queues.discard(queue)

@@ -1,0 +1,120 @@
+"""The ingest pipeline: authenticated uplink → driver → validated reading → state → store → rules → live stream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from drivers.base import DecodeMeta, Format, Reading
+from hub.errors import DecodeError, HubError
+from hub.ingest.deadletter import DeadLetters
+from hub.ingest.directory import DeviceEntry
+from hub.ingest.events import EventBus
+from hub.ingest.state import DeviceStates
+from hub.metrics import HubMetrics
+from hub.telemetry.base import TelemetryPoint, TelemetryStore
+
+__all__ = ["MAX_CLOCK_SKEW", "Pipeline", "ReadingHook"]
+
+log = logging.getLogger(__name__)
+# A device clock further off than this is not believed: the reading is stored at its arrival time.
+MAX_CLOCK_SKEW = 86_400.0
+_METAS = {fmt: DecodeMeta(fmt) for fmt in ("auto", "json", "cbor", "binary")}
+
+
+class ReadingHook(Protocol):
+    """Called for every accepted reading (the rule engine plugs in here); must not block."""
+
+    def __call__(self, device: DeviceEntry, reading: Reading, now: float) -> None:
+        """Look at one reading."""
+
+
+class Pipeline:
+    """Turns raw uplinks of known, authenticated devices into stored readings; refuses the rest with a reason."""
+
+    def __init__(
+        self,
+        states: DeviceStates,
+        store: TelemetryStore,
+        dead_letters: DeadLetters,
+        bus: EventBus,
+        metrics: HubMetrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.states = states
+        self.store = store
+        self.dead_letters = dead_letters
+        self.bus = bus
+        self.metrics = metrics
+        self.clock = clock
+        self.hooks: list[ReadingHook] = []
+        self._accepted: dict[tuple[str, str], Any] = {}
+        self._refused: dict[tuple[str, str], Any] = {}
+
+    def accept(self, device: DeviceEntry, payload: bytes, transport: str, fmt: Format = "auto") -> Reading:
+        """Decode, check and record one uplink; raises DecodeError (with ``reason``) when refused."""
+        try:
+            reading = device.driver.decode(payload, _METAS[fmt])
+        except DecodeError as exc:
+            self.refuse(transport, device.serial, exc.reason, exc.message, payload)
+            raise
+        if reading.seq is not None and not self.states.seq_ok(device.id, reading.seq):
+            self.refuse(
+                transport, device.serial, "replayed", f"sequence number {reading.seq} seen before", payload
+            )
+            raise DecodeError("replayed", f"sequence number {reading.seq} was seen before")
+        now = self.clock()
+        came_back = self.states.touch(device.id, reading, now)
+        ts = reading.ts if reading.ts is not None and abs(reading.ts - now) < MAX_CLOCK_SKEW else now
+        fields: dict[str, Any] = reading.metrics
+        if reading.events:
+            fields = {**fields, "events": ",".join(reading.events)}
+        if fields:
+            tags = {"place": str(device.place_id)} if device.place_id is not None else {}
+            try:
+                self.store.write(TelemetryPoint(device.serial, device.kind, ts, fields, tags))
+            except HubError as exc:
+                # Only when the queue and the spool are both full: say so, and let the device retry.
+                self.refuse(transport, device.serial, "store_full", exc.message, payload)
+                raise DecodeError("store_full", exc.message) from exc
+        for hook in self.hooks:
+            try:
+                hook(device, reading, now)
+            except Exception:
+                log.exception("reading hook %r failed for %s", hook, device.serial)
+        if self.bus.subscribers:
+            self.bus.publish(
+                {
+                    "type": "reading",
+                    "device": device.serial,
+                    "kind": device.kind,
+                    "at": now,
+                    "metrics": reading.metrics,
+                    "events": list(reading.events),
+                    "back_online": came_back,
+                }
+            )
+        counter = self._accepted.get((transport, device.kind))
+        if counter is None:
+            counter = self._accepted[(transport, device.kind)] = self.metrics.ingest_messages.labels(
+                transport, device.kind
+            )
+        counter.inc()
+        return reading
+
+    def refuse(self, transport: str, device: str, reason: str, detail: str, payload: bytes) -> None:
+        """Count, dead-letter and (rate-limited) log one refused uplink."""
+        counter = self._refused.get((transport, reason))
+        if counter is None:
+            counter = self._refused[(transport, reason)] = self.metrics.ingest_rejected.labels(
+                transport, reason
+            )
+        counter.inc()
+        self.dead_letters.add(transport, device, reason, detail, payload)
+
+    def went_offline(self, device: DeviceEntry, why: str) -> None:
+        """Mark a device offline (last will, lost session) and tell the live stream."""
+        self.states.set_online(device.id, False)
+        if self.bus.subscribers:
+            self.bus.publish({"type": "offline", "device": device.serial, "kind": device.kind, "why": why})

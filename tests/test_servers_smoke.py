@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
+import psutil  # type: ignore[import-untyped]
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
@@ -20,6 +21,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from hub.errors import StartupError
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer, write_password_file
 from tests.servers.prism import PrismServer
@@ -61,6 +63,16 @@ def test_influxdb_auth_survives_restart_on_same_port(tmp_path: Path) -> None:
         rows = server.query("SELECT v FROM m", db="auth_db")["results"][0]["series"][0]["values"]
         assert rows == [["1970-01-01T00:00:01Z", 7]]
         assert httpx.get(f"{url}/query", params={"q": "SHOW DATABASES"}).status_code == 401
+        pid = server.pid
+    assert pid is not None and not psutil.pid_exists(pid)
+
+
+def test_server_that_cannot_start_fails_loudly(tmp_path: Path) -> None:
+    server = MosquittoServer(tmp_path / "broker", acl_file=tmp_path / "no-such-acl")
+    with pytest.raises(StartupError, match="exited with code") as failure:
+        server.start()
+    assert "no-such-acl" in failure.value.message  # the log tail says why
+    assert not server.running
 
 
 @contextmanager

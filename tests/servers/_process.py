@@ -99,23 +99,20 @@ class ManagedProcess:
             raise StartupError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from exc
         atexit.register(self.stop)
 
-    def check_alive(self) -> None:
-        """Raise StartupError with the log tail if the process has exited."""
-        if self._proc is not None and self._proc.poll() is not None:
-            raise StartupError(self.failure(f"exited with code {self._proc.returncode}"))
-
     def wait_ready(self, probe: Callable[[], bool], *, timeout: float) -> None:
         """Poll ``probe`` until true; on exit or timeout, stop and raise with the log tail."""
-
-        def ready() -> bool:
-            self.check_alive()
-            return probe()
-
-        try:
-            wait_until(ready, timeout=timeout, what=self.name)
-        except StartupError as exc:
-            self.stop()
-            raise StartupError(self.failure(exc.message.removeprefix(f"{self.name}: "))) from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self._proc.poll() if self._proc is not None else -1
+            if code is not None:
+                self.stop()
+                raise StartupError(self.failure(f"exited with code {code} before it was ready"))
+            if probe():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StartupError(self.failure(f"not ready after {timeout:.0f} s"))
+            time.sleep(_POLL_S)
 
     def failure(self, reason: str) -> str:
         """Format a failure message with the command and the tail of the log."""

@@ -109,6 +109,11 @@ class InfluxServer:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    @property
+    def pid(self) -> int | None:
+        """Return the server's process id while it runs."""
+        return self._process.pid
+
     def log_tail(self) -> str:
         """Return the end of influxd's log."""
         return self._process.log_tail()

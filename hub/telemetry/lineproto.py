@@ -11,7 +11,8 @@ from hub.telemetry.base import TelemetryPoint, Value
 __all__ = ["LineEncoder", "encode_points"]
 
 # 1.x keeps a backslash literally unless it precedes a special character, so backslashes in
-# names and tag values are not doubled (influxdb-client doubles them, which 1.x stores twice).
+# names and tag values are not doubled; a trailing one cannot be carried at all (it would escape
+# the separator: influxdb-client's Point emits such broken lines, and silently drops NaN fields).
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 # In string field values the parser does unescape both.

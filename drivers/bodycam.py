@@ -12,8 +12,8 @@ __all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame", "ref
 FLAG_RECORDING = 0x02
 FLAG_GPS_FIX = 0x04  # without a fix the position fields are zero and mean nothing
 FLAG_MOVING = 0x08
-# lat, lon 1e-7 °, accuracy 0.1 m, battery %, storage %, rssi dBm
-FRAME = FrameLayout(0xF3, "iiHBBb")
+# lat, lon 1e-7 °, accuracy 0.1 m, battery %, storage %, -rssi dBm
+FRAME = FrameLayout(0xF3, "iiHBBB")
 EVENT_BITS = BitNames("sos", "recording_started", "recording_stopped", "fall", "camera_covered")
 _DEG = 10_000_000
 
@@ -105,7 +105,7 @@ def decode_frame(payload: bytes) -> Parts:
         metrics["accuracy"] = accuracy / 10
     metrics["battery"] = battery
     metrics["storage"] = storage
-    metrics["rssi"] = rssi
+    metrics["rssi"] = -rssi
     metrics["recording"] = bool(flags & FLAG_RECORDING)
     metrics["moving"] = bool(flags & FLAG_MOVING)
     check_metrics(metrics, METRICS)
@@ -124,7 +124,7 @@ def encode_frame(parts: Parts) -> bytes:
         flags |= FLAG_GPS_FIX
         lat, lon = to_fixed(metrics["lat"], _DEG), to_fixed(metrics["lon"], _DEG)
         accuracy = to_fixed(metrics.get("accuracy", 0.0), 10)
-    body = (lat, lon, accuracy, int(battery), int(storage), int(rssi))
+    body = (lat, lon, accuracy, int(battery), int(storage), -int(rssi))
     return FRAME.pack(parts, flags, EVENT_BITS.encode(parts[3]), *body)
 
 

@@ -13,7 +13,7 @@ __all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame", "ref
 FLAG_OPEN = 0x02
 FLAG_LOCK_REPORTED = 0x04  # the contact is paired with a lock sensor; FLAG_LOCKED is meaningful
 FLAG_LOCKED = 0x08
-FRAME = FrameLayout(0xF2, "Hb")  # battery mV, rssi dBm
+FRAME = FrameLayout(0xF2, "HB")  # battery mV, -rssi dBm
 EVENT_BITS = BitNames("opened", "closed", "tamper", "forced")
 # A CR123A/CR2032 lithium cell: 3.0 V fresh, the radio browns out near 2.2 V.
 EMPTY_MV, FULL_MV = 2200, 3000
@@ -92,7 +92,7 @@ def decode_frame(payload: bytes) -> Parts:
         metrics["locked"] = bool(flags & FLAG_LOCKED)
     metrics["battery"] = battery_from_mv(mv, EMPTY_MV, FULL_MV)
     metrics["voltage"] = mv / 1000
-    metrics["rssi"] = rssi
+    metrics["rssi"] = -rssi
     check_metrics(metrics, METRICS)
     return seq, frame_ts(ts), metrics, EVENT_BITS.decode(events), bool(flags & FLAG_HEARTBEAT)
 
@@ -110,7 +110,7 @@ def encode_frame(parts: Parts) -> bytes:
     flags = FLAG_OPEN if is_open else 0
     if "locked" in metrics:
         flags |= FLAG_LOCK_REPORTED | (FLAG_LOCKED if metrics["locked"] else 0)
-    return FRAME.pack(parts, flags, EVENT_BITS.encode(parts[3]), mv, int(rssi))
+    return FRAME.pack(parts, flags, EVENT_BITS.encode(parts[3]), mv, -int(rssi))
 
 
 DRIVER = Driver(

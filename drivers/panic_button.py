@@ -11,7 +11,7 @@ __all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame"]
 
 FLAG_PENDANT = 0x02  # clear: wall-mounted button
 FLAG_MOVING = 0x04  # pendants only: the wearer moved since the last uplink
-FRAME = FrameLayout(0xF4, "Bb")  # battery %, rssi dBm
+FRAME = FrameLayout(0xF4, "BB")  # battery %, -rssi dBm
 EVENT_BITS = BitNames("pressed_single", "pressed_double", "pressed_long", "fall_detected", "low_battery")
 
 METRICS: dict[str, MetricSpec] = {
@@ -87,7 +87,7 @@ def decode_frame(payload: bytes) -> Parts:
     check_reserved(flags, FLAG_HEARTBEAT | FLAG_PENDANT | FLAG_MOVING)
     metrics: dict[str, Value] = {
         "battery": battery,
-        "rssi": rssi,
+        "rssi": -rssi,
         "variant": "pendant" if flags & FLAG_PENDANT else "wall",
         "moving": bool(flags & FLAG_MOVING),
     }
@@ -100,7 +100,7 @@ def encode_frame(parts: Parts) -> bytes:
     metrics = parts[2]
     battery, rssi, variant = require(metrics, ("battery", "rssi", "variant"))
     flags = (FLAG_PENDANT if variant == "pendant" else 0) | (FLAG_MOVING if metrics.get("moving") else 0)
-    return FRAME.pack(parts, flags, EVENT_BITS.encode(parts[3]), int(battery), int(rssi))
+    return FRAME.pack(parts, flags, EVENT_BITS.encode(parts[3]), int(battery), -int(rssi))
 
 
 DRIVER = Driver(

@@ -10,7 +10,7 @@ from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fix
 __all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame"]
 
 FLAG_ALARM = 0x02
-FRAME = FrameLayout(0xF1, "HhBb")  # smoke mdB/m, temperature 0.1 °C, battery %, rssi dBm
+FRAME = FrameLayout(0xF1, "HhBB")  # smoke mdB/m, temperature 0.1 °C, battery %, -rssi dBm
 EVENT_BITS = BitNames("alarm", "alarm_cleared", "test_button", "tamper", "fault")
 _BODY = ("smoke", "temperature", "battery", "rssi")
 
@@ -89,7 +89,7 @@ def decode_frame(payload: bytes) -> Parts:
         "smoke": smoke / 1000,
         "temperature": temperature / 10,
         "battery": battery,
-        "rssi": rssi,
+        "rssi": -rssi,
         "alarm": bool(flags & FLAG_ALARM),
     }
     check_metrics(metrics, METRICS)
@@ -101,7 +101,7 @@ def encode_frame(parts: Parts) -> bytes:
     metrics = parts[2]
     smoke, temperature, battery, rssi = require(metrics, _BODY)
     flags = FLAG_ALARM if metrics.get("alarm") else 0
-    body = (to_fixed(smoke, 1000), to_fixed(temperature, 10), int(battery), int(rssi))
+    body = (to_fixed(smoke, 1000), to_fixed(temperature, 10), int(battery), -int(rssi))
     return FRAME.pack(parts, flags, EVENT_BITS.encode(parts[3]), *body)
 
 

@@ -140,21 +140,28 @@ class InfluxStore:
             idle = None if self._spool.empty else max(0.0, self._retry_at - loop.time())
             got = await self._intake.next_batch(cfg.batch_size, cfg.flush_interval, idle)
             lines, marker = got if got is not None else ([], None)
-            try:
-                if not self._spool.empty:
+            # Disk failures are logged and counted: they must not kill the writer.
+            if not self._spool.empty:
+                try:
                     await self._replay(force=marker is not None)
-                if lines:
+                except StoreError as exc:
+                    log.error("spool replay failed: %s", exc)
+                    self._retry_at = loop.time() + cfg.retry_max  # not a busy loop on a bad disk
+            if lines:
+                try:
                     await self._deliver(lines)
-            except StoreError as exc:  # a disk failure must not kill the writer
-                log.error("telemetry batch lost: %s", exc)
-                self._stats.dropped += len(lines)
-            if isinstance(marker, Flush):
-                await asyncio.to_thread(self._spool.sync)
+                except StoreError as exc:
+                    log.error("telemetry batch of %d points lost: %s", len(lines), exc)
+                    self._stats.dropped += len(lines)
+            if marker is not None:
+                try:
+                    await asyncio.to_thread(self._spool.sync)
+                except StoreError as exc:
+                    log.error("%s", exc)
+                if isinstance(marker, Close):
+                    return
                 if not marker.done.done():
                     marker.done.set_result(None)
-            elif isinstance(marker, Close):
-                await asyncio.to_thread(self._spool.sync)
-                return
 
     async def _post(self, body: bytes) -> WriteResult:
         assert self._http is not None
@@ -215,7 +222,8 @@ class InfluxStore:
             return
         while (seq := self._spool.oldest()) is not None:
             body = await asyncio.to_thread(self._spool.read, seq)
-            lines = body.decode().splitlines(keepends=True)
+            # A damaged byte must not stop the replay: InfluxDB refuses that line, it is dead-lettered.
+            lines = body.decode(errors="replace").splitlines(keepends=True)
             before = self._stats.written
             rest = await self._send(lines)
             self._stats.replayed += self._stats.written - before

@@ -101,18 +101,20 @@ class Spool:
         """Fsync segments that were appended without it."""
         with self._lock:
             pending, self._unsynced = self._unsynced, set()
-        for seq in sorted(pending):
-            path = self.directory / f"{seq:020d}{_SUFFIX}"
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # already replayed
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        if pending:
-            _fsync_dir(self.directory)
+        try:
+            for seq in sorted(pending):
+                try:
+                    fd = os.open(self.directory / f"{seq:020d}{_SUFFIX}", os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # already replayed
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if pending:
+                _fsync_dir(self.directory)
+        except OSError as exc:
+            raise StoreError(f"cannot sync spool {self.directory}: {exc}") from exc
 
     def oldest(self) -> int | None:
         """Sequence number of the oldest segment, if any."""

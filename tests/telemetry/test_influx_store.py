@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,11 +128,12 @@ async def test_write_and_query_raw_and_buckets(make_influx_store: InfluxFactory)
 
 
 @pytest.fixture(scope="module")
-def secured_influxdb(tmp_path_factory: pytest.TempPathFactory) -> InfluxServer:
+def secured_influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """An influxd with auth on and one admin, for this module."""
     server = InfluxServer(tmp_path_factory.mktemp("influx-auth"), admin=("admin", "s3cret"))
     server.start()
     server.create_database("secured")
-    yield server  # type: ignore[misc]
+    yield server
     server.close()
 
 

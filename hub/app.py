@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -14,8 +15,12 @@ from hub.api.problems import install_problem_handlers
 from hub.api.routes import include_routers
 from hub.config import Settings
 from hub.db import Database
+from hub.ingest.service import IngestService
 from hub.lifecycle import Lifecycle, TaskSet
 from hub.metrics import HubMetrics
+from hub.telemetry.base import TelemetryStore
+from provisioning.audit import utcnow
+from provisioning.credentials import CredentialEvents
 
 __all__ = ["Hub", "build_hub", "create_app"]
 
@@ -30,6 +35,10 @@ class Hub:
     metrics: HubMetrics
     db: Database
     lifecycle: Lifecycle
+    store: TelemetryStore
+    ingest: IngestService
+    credential_events: CredentialEvents
+    clock: Callable[[], dt.datetime] = utcnow
     tasks: TaskSet = field(default_factory=TaskSet)
     listening: dict[str, str] = field(default_factory=dict)
     started: bool = False
@@ -54,19 +63,38 @@ class Hub:
         await self.lifecycle.stop()
 
 
-def build_hub(settings: Settings) -> Hub:
+def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> Hub:
     """Assemble the components the settings ask for, in start order."""
+    from drivers import DRIVERS
+    from hub.telemetry.component import TelemetryComponent, make_store
+
+    def epoch() -> float:
+        return clock().timestamp()
+
     metrics = HubMetrics()
     metrics.info.labels(__version__).set(1)
     lifecycle = Lifecycle(timeout=settings.shutdown_timeout)
     db = Database(settings.database)
     lifecycle.add(db)
-    hub = Hub(settings=settings, metrics=metrics, db=db, lifecycle=lifecycle)
+    store = make_store(settings, epoch)
+    lifecycle.add(TelemetryComponent(store, settings.telemetry.backend))
+    credential_events = CredentialEvents()
+    ingest = IngestService(db, store, DRIVERS, metrics, credential_events, epoch)
+    lifecycle.add(ingest)
+    hub = Hub(
+        settings=settings,
+        metrics=metrics,
+        db=db,
+        lifecycle=lifecycle,
+        store=store,
+        ingest=ingest,
+        credential_events=credential_events,
+        clock=clock,
+    )
     if settings.mqtt.mode == "embedded":
         from hub.ingest.broker import EmbeddedBroker
 
-        broker = EmbeddedBroker(settings.mqtt)
-        lifecycle.add(broker)
+        lifecycle.add(EmbeddedBroker(settings.mqtt))
     return hub
 
 

@@ -61,6 +61,7 @@ async def _serve(settings: Settings) -> None:
     from hub.app import build_hub, create_app
     from hub.netutil import bind_tcp
 
+    preflight_ports(settings)
     hub = build_hub(settings)
     sock = bind_tcp(
         settings.web.host, settings.web.port, fallback=settings.web.port_fallback, setting="HUB_WEB_PORT"
@@ -80,6 +81,38 @@ async def _serve(settings: Settings) -> None:
         await hub.stop()
         sock.close()
     typer.echo("iothub: stopped")
+
+
+def preflight_ports(settings: Settings) -> None:
+    """Refuse busy fixed ports before anything starts, so the error is the only line printed."""
+    import socket
+
+    from hub.netutil import port_is_free
+
+    checks = [
+        (
+            "HUB_MQTT_PORT",
+            settings.mqtt.host,
+            settings.mqtt.port,
+            settings.mqtt.port_fallback,
+            socket.SOCK_STREAM,
+        )
+    ]
+    if settings.mqtt.mode != "embedded":
+        checks.clear()
+    if settings.coap.enabled:
+        checks.append(
+            (
+                "HUB_COAP_PORT",
+                settings.coap.host,
+                settings.coap.port,
+                settings.coap.port_fallback,
+                socket.SOCK_DGRAM,
+            )
+        )
+    for setting, host, port, fallback, kind in checks:
+        if port and not fallback and not port_is_free(host, port, kind):
+            raise ConfigError(setting, f"port {port} on {host} is in use")
 
 
 def _run(coro_factory: object) -> None:

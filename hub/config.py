@@ -8,13 +8,14 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.telemetry.influx import InfluxStoreConfig
+
 __all__ = [
     "PLACEHOLDER_SECRETS",
     "CentralSettings",
     "CoapSettings",
     "DatabaseSettings",
     "GrafanaSettings",
-    "InfluxSettings",
     "MqttSettings",
     "Settings",
     "TelemetrySettings",
@@ -74,21 +75,6 @@ class CoapSettings(_Section):
     port: int = Field(default=5683, ge=0, le=65535)
     port_fallback: bool = False
     allow_plain: bool = False
-
-
-class InfluxSettings(_Section):
-    """InfluxDB through its v1 HTTP API (native in 1.x, compatibility in 2.x/3.x)."""
-
-    url: str = "http://127.0.0.1:8086"
-    database: str = "iothub"
-    retention_policy: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    token: SecretStr | None = None
-    batch_size: int = Field(default=5000, gt=0)
-    flush_interval: float = Field(default=1.0, gt=0)
-    queue_max: int = Field(default=200_000, gt=0)
-    spool_max_bytes: int = Field(default=1 << 30, gt=0)
 
 
 class TelemetrySettings(_Section):
@@ -159,7 +145,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     coap: CoapSettings = Field(default_factory=CoapSettings)
-    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    influx: InfluxStoreConfig = Field(default_factory=InfluxStoreConfig)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)

@@ -4,6 +4,7 @@ from hub.db.base import AuditEvent, Base
 from hub.db.devices import Device, DeviceClaim, DeviceEvent, DeviceSecret
 from hub.db.people import ApiKey, Responder, api_key_places, responder_places
 from hub.db.places import Place
+from hub.db.status import DeviceStatus
 
 __all__ = [
     "ApiKey",
@@ -13,6 +14,7 @@ __all__ = [
     "DeviceClaim",
     "DeviceEvent",
     "DeviceSecret",
+    "DeviceStatus",
     "Place",
     "Responder",
     "api_key_places",

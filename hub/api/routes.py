@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from hub.api import apikeys, health
+from hub.api import apikeys, health, places, responders
 
 __all__ = ["include_routers"]
 
@@ -13,3 +13,5 @@ def include_routers(app: FastAPI) -> None:
     """Mount every resource router on ``app``."""
     app.include_router(health.router)
     app.include_router(apikeys.router)
+    app.include_router(places.router)
+    app.include_router(responders.router)

@@ -277,7 +277,7 @@ class CredentialStore:
         ).first()
         if row is None:
             return None
-        device, secret = row.tuple()
+        device, secret = row[0], row[1]
         if secret.revoked_at is not None or device.state in ("decommissioned", "registered"):
             return None
         return device, secret

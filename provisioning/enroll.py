@@ -161,7 +161,7 @@ async def preregister_batch(
     serials = [s.serial for s in specs]
     for start in range(0, len(serials), 1000):
         chunk = select(Device.serial, Device.id).where(Device.serial.in_(serials[start : start + 1000]))
-        ids.update((await session.execute(chunk)).tuples().all())
+        ids.update({row[0]: row[1] for row in await session.execute(chunk)})
     codes = [(s.serial, claims.new_claim_code()) for s in specs]
     await session.execute(
         insert(DeviceClaim),

@@ -124,9 +124,8 @@ async def list_devices(
             session, principal=principal, kind=kind, state=state, limit=limit, after_id=after_id
         )
         ids = {d.place_id for d in found if d.place_id is not None}
-        codes = dict(
-            (await session.execute(select(Place.id, Place.code).where(Place.id.in_(ids)))).tuples().all()
-        )
+        query = select(Place.id, Place.code).where(Place.id.in_(ids))
+        codes = {row[0]: row[1] for row in await session.execute(query)}
     now = clock()
     return [device_out(d, now, codes.get(d.place_id) if d.place_id else None) for d in found]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from hub.api import apikeys, health, places, responders
+from hub.api import apikeys, devices, enrollment, health, places, responders, telemetry
 
 __all__ = ["include_routers"]
 
@@ -15,3 +15,6 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(apikeys.router)
     app.include_router(places.router)
     app.include_router(responders.router)
+    app.include_router(enrollment.router)
+    app.include_router(devices.router)
+    app.include_router(telemetry.router)

@@ -121,6 +121,7 @@ class Driver:
     activity_metrics: tuple[str, ...] = ()
     formats: tuple[Format, ...] = ("json", "cbor", "binary")
     _activity_events: frozenset[str] = field(init=False, repr=False, compare=False)
+    _schema: dict[str, codec.Rule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = rules.check_specs(self.metrics, self.events)
@@ -129,6 +130,7 @@ class Driver:
             raise InvalidInput(f"driver {self.kind}: " + "; ".join(problems), field="default_rules")
         active = frozenset(name for name, spec in self.events.items() if spec.activity)
         object.__setattr__(self, "_activity_events", active)
+        object.__setattr__(self, "_schema", codec.schema(self.metrics))
 
     def decode(self, payload: bytes, meta: DecodeMeta | None = None) -> Reading:
         """Decode one uplink; raises DecodeError or ValidationFailed with a stable reason key."""
@@ -141,9 +143,9 @@ class Driver:
         if fmt == "binary":
             parts = self.decode_frame(payload)
         elif fmt == "json":
-            parts = codec.parse_object(codec.load_json(payload), self.metrics, self.events)
+            parts = codec.parse_object(codec.load_json(payload), self._schema, self.events)
         elif fmt == "cbor":
-            parts = codec.parse_object(codec.load_cbor(payload), self.metrics, self.events)
+            parts = codec.parse_object(codec.load_cbor(payload), self._schema, self.events)
         else:
             raise DecodeError("unknown_format", f"unknown format {fmt!r}")
         return self._reading(parts)
@@ -152,10 +154,11 @@ class Driver:
         seq, ts, metrics, events, heartbeat = parts
         if self.refine is not None:
             events = self.refine(metrics, events)
-        active = self._activity_events
-        activity = any(e in active for e in events) or any(
-            metrics.get(m) is True for m in self.activity_metrics
-        )
+        activity = not self._activity_events.isdisjoint(events)
+        if not activity:
+            for name in self.activity_metrics:
+                if metrics.get(name) is True:
+                    activity = True
         return Reading(
             self.kind, seq, ts, metrics, events, activity, not events if heartbeat is None else heartbeat
         )
@@ -163,7 +166,7 @@ class Driver:
     def encode(self, fields: Mapping[str, Any], fmt: Format = "json") -> bytes:
         """Build the payload a device would send for these normalized fields (the inverse of decode)."""
         obj = codec.fields_to_object(fields, self.metrics)
-        parts = codec.parse_object(obj, self.metrics, self.events)
+        parts = codec.parse_object(obj, self._schema, self.events)
         if self.refine is not None:
             self.refine(parts[2], parts[3])  # cross-field checks, so encode refuses what decode would
         if fmt == "json":

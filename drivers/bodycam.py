@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
-from drivers.codec import check_metrics, invalid
+from drivers.codec import check_ranges, invalid, schema
 from drivers.convert import BitNames, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fixed
 
@@ -22,6 +22,7 @@ METRICS: dict[str, MetricSpec] = {
     "recording": MetricSpec("recording", "", "bool", description="video is being recorded"),
     "storage": MetricSpec("storage", "%", "int", 0, 100, description="storage used"),
 }
+SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = {
     e.name: e
@@ -108,7 +109,7 @@ def decode_frame(payload: bytes) -> Parts:
     metrics["rssi"] = -rssi
     metrics["recording"] = bool(flags & FLAG_RECORDING)
     metrics["moving"] = bool(flags & FLAG_MOVING)
-    check_metrics(metrics, METRICS)
+    check_ranges(metrics, SCHEMA)
     return seq, frame_ts(ts), metrics, EVENT_BITS.decode(events), bool(flags & FLAG_HEARTBEAT)
 
 

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAGIC_RANGE",
+    "REASONS",
     "SEQ_MAX",
     "TS_RANGE",
-    "check_metrics",
+    "Rule",
+    "check_ranges",
     "check_value",
     "dump_cbor",
     "dump_json",
@@ -27,6 +29,7 @@ __all__ = [
     "load_cbor",
     "load_json",
     "parse_object",
+    "schema",
     "sniff",
 ]
 
@@ -36,6 +39,28 @@ TS_RANGE = (946_684_800.0, 4_102_444_800.0)
 # Frame magics live in 0xF0-0xF7: neither '{' / JSON whitespace nor a CBOR map (0xA0-0xBF).
 MAGIC_RANGE = (0xF0, 0xF7)
 _WHITESPACE = b" \t\r\n"
+# Every reason key a decoder raises: Prometheus label values and dead-letter reasons, so keep them stable.
+REASONS: Mapping[str, str] = {
+    "empty": "the payload has no bytes",
+    "too_large": "the payload exceeds 64 KiB",
+    "unknown_format": "the first byte is no JSON object, CBOR map or frame magic",
+    "bad_json": "not valid JSON",
+    "bad_cbor": "not exactly one valid CBOR item",
+    "not_object": "JSON/CBOR, but not an object/map",
+    "unknown_field": "an object key this kind does not define",
+    "missing_field": "a required key is absent (command results)",
+    "bad_version": "object 'v' or frame version not supported",
+    "bad_magic": "a frame of another kind",
+    "truncated": "a frame shorter than its version defines",
+    "bad_length": "a frame longer than its version defines",
+    "bad_crc": "the frame's CRC-16 does not match",
+    "reserved_bits": "a flag or event bit this version does not define",
+    "wrong_type": "a value of the wrong type (ValidationFailed)",
+    "out_of_range": "a value outside its documented range (ValidationFailed)",
+    "unknown_event": "an event name this kind does not define (ValidationFailed)",
+    "inconsistent": "fields that contradict each other (ValidationFailed)",
+    "unknown_command": "a command result for a command this kind does not have (ValidationFailed)",
+}
 _FIELD_KEYS = {"seq": "seq", "ts": "ts", "events": "ev", "heartbeat": "hb"}
 
 
@@ -84,40 +109,42 @@ def load_cbor(payload: bytes) -> Any:
     return obj
 
 
-def check_value(spec: MetricSpec | ParamSpec, name: str, value: Any) -> Value:
-    """Check one value against its spec and return it (ints widened to float for float metrics)."""
-    kind = spec.type
+# (python type, minimum, maximum, choices): a spec flattened for the hot path
+Rule = tuple[type, float | None, float | None, tuple[str, ...]]
+_PYTYPES: Mapping[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
+
+
+def schema(specs: Mapping[str, MetricSpec] | Mapping[str, ParamSpec]) -> dict[str, Rule]:
+    """Flatten specs into rules; numeric metrics always have both bounds (rules.check_specs)."""
+    return {
+        name: (_PYTYPES[s.type], s.minimum, s.maximum, getattr(s, "choices", ())) for name, s in specs.items()
+    }
+
+
+def check_value(rule: Rule, name: str, value: Any) -> Value:
+    """Check one value against its rule and return it (ints widened to float for float metrics)."""
+    want, lo, hi, choices = rule
     vtype = type(value)
-    if kind == "float":
-        if vtype is int:
+    if vtype is not want:
+        # bool is an int subclass, hence the exact type test; JSON has no separate float for 2.0
+        if want is float and vtype is int:
             value = float(value)
-        elif vtype is not float:
-            raise invalid("wrong_type", name, f"{name} must be a number, not {vtype.__name__}")
-    elif kind == "int":
-        if vtype is not int:
-            raise invalid("wrong_type", name, f"{name} must be an integer, not {vtype.__name__}")
-    elif kind == "bool":
-        if vtype is not bool:
-            raise invalid("wrong_type", name, f"{name} must be a boolean, not {vtype.__name__}")
-        return bool(value)
-    else:
-        if vtype is not str:
-            raise invalid("wrong_type", name, f"{name} must be a string, not {vtype.__name__}")
-        choices = getattr(spec, "choices", ())
-        if choices and value not in choices:
-            raise invalid("out_of_range", name, f"{name}={value!r} is not one of {choices}")
-        return str(value)
-    lo, hi = spec.minimum, spec.maximum
+        else:
+            raise invalid("wrong_type", name, f"{name} must be {want.__name__}, not {vtype.__name__}")
     # Written as "not lo <= v" so that NaN fails too.
     if (lo is not None and not lo <= value) or (hi is not None and not value <= hi):
         raise invalid("out_of_range", name, f"{name}={value!r} outside [{lo}, {hi}]")
+    if choices and value not in choices:
+        raise invalid("out_of_range", name, f"{name}={value!r} is not one of {choices}")
     return value  # type: ignore[no-any-return]
 
 
-def check_metrics(metrics: Mapping[str, Value], specs: Mapping[str, MetricSpec]) -> None:
-    """Check the ranges of metrics a frame decoder produced."""
+def check_ranges(metrics: Mapping[str, Value], rules: Mapping[str, Rule]) -> None:
+    """Check the ranges of the numbers a frame decoder produced (their types are right by construction)."""
     for name, value in metrics.items():
-        check_value(specs[name], name, value)
+        lo = rules[name][1]
+        if lo is not None and not lo <= value <= rules[name][2]:  # type: ignore[operator]
+            raise invalid("out_of_range", name, f"{name}={value!r} outside [{lo}, {rules[name][2]}]")
 
 
 def _check_events(value: Any, events: Mapping[str, EventSpec]) -> tuple[str, ...]:
@@ -131,7 +158,7 @@ def _check_events(value: Any, events: Mapping[str, EventSpec]) -> tuple[str, ...
     return tuple(dict.fromkeys(value))
 
 
-def parse_object(obj: Any, metrics: Mapping[str, MetricSpec], events: Mapping[str, EventSpec]) -> Parts:
+def parse_object(obj: Any, rules: Mapping[str, Rule], events: Mapping[str, EventSpec]) -> Parts:
     """Validate a decoded JSON/CBOR object and split it into reading parts."""
     if type(obj) is not dict:
         raise DecodeError("not_object", f"payload must be an object, not {type(obj).__name__}")
@@ -141,9 +168,9 @@ def parse_object(obj: Any, metrics: Mapping[str, MetricSpec], events: Mapping[st
     evs: tuple[str, ...] = ()
     heartbeat: bool | None = None
     for key, value in obj.items():
-        spec = metrics.get(key)
-        if spec is not None:
-            out[key] = check_value(spec, key, value)
+        rule = rules.get(key)
+        if rule is not None:
+            out[key] = check_value(rule, key, value)
         elif key == "seq":
             if type(value) is not int:
                 raise invalid("wrong_type", "seq", "seq must be an integer")

@@ -32,12 +32,13 @@ def encode_command(
     if spec is None:
         raise NotFound(f"command {name!r} is not one this device kind knows", field="command")
     args: dict[str, Any] = {}
+    rules = codec.schema(spec.params)
     for key, value in params.items():
-        pspec = spec.params.get(key)
-        if pspec is None:
+        rule = rules.get(key)
+        if rule is None:
             raise InvalidInput(f"{name} takes no parameter {key!r}", field=key)
         try:
-            args[key] = codec.check_value(pspec, key, value)
+            args[key] = codec.check_value(rule, key, value)
         except ValidationFailed as exc:
             raise InvalidInput(exc.message, field=key) from exc
     missing = [key for key, pspec in spec.params.items() if pspec.required and key not in args]

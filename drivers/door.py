@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
-from drivers.codec import check_metrics
+from drivers.codec import check_ranges, schema
 from drivers.convert import BitNames, battery_from_mv, check_reserved, mv_from_battery, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require
 from hub.errors import InvalidInput
@@ -23,6 +23,7 @@ METRICS: dict[str, MetricSpec] = {
     "locked": MetricSpec("locked", "", "bool", description="the bolt is thrown (lock-sensing models only)"),
     **vocabulary("battery", "voltage", "rssi"),
 }
+SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = {
     e.name: e
@@ -93,7 +94,7 @@ def decode_frame(payload: bytes) -> Parts:
     metrics["battery"] = battery_from_mv(mv, EMPTY_MV, FULL_MV)
     metrics["voltage"] = mv / 1000
     metrics["rssi"] = -rssi
-    check_metrics(metrics, METRICS)
+    check_ranges(metrics, SCHEMA)
     return seq, frame_ts(ts), metrics, EVENT_BITS.decode(events), bool(flags & FLAG_HEARTBEAT)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
-from drivers.codec import check_metrics
+from drivers.codec import check_ranges, schema
 from drivers.convert import BitNames, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require
 
@@ -18,6 +18,7 @@ METRICS: dict[str, MetricSpec] = {
     **vocabulary("battery", "rssi", "moving"),
     "variant": MetricSpec("variant", "", "str", choices=("pendant", "wall"), description="how it is mounted"),
 }
+SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = {
     e.name: e
@@ -91,7 +92,7 @@ def decode_frame(payload: bytes) -> Parts:
         "variant": "pendant" if flags & FLAG_PENDANT else "wall",
         "moving": bool(flags & FLAG_MOVING),
     }
-    check_metrics(metrics, METRICS)
+    check_ranges(metrics, SCHEMA)
     return seq, frame_ts(ts), metrics, EVENT_BITS.decode(events), bool(flags & FLAG_HEARTBEAT)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
-from drivers.codec import check_metrics
+from drivers.codec import check_ranges, schema
 from drivers.convert import BitNames, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fixed
 
@@ -19,6 +19,7 @@ METRICS: dict[str, MetricSpec] = {
     **vocabulary("temperature", "battery", "rssi"),
     "alarm": MetricSpec("alarm", "", "bool", description="the detector is sounding now"),
 }
+SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = {
     e.name: e
@@ -92,7 +93,7 @@ def decode_frame(payload: bytes) -> Parts:
         "rssi": -rssi,
         "alarm": bool(flags & FLAG_ALARM),
     }
-    check_metrics(metrics, METRICS)
+    check_ranges(metrics, SCHEMA)
     return seq, frame_ts(ts), metrics, EVENT_BITS.decode(events), bool(flags & FLAG_HEARTBEAT)
 
 

@@ -120,8 +120,8 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
     return {k: _cell(row, k) for k in row if not (k == "contacts" and row[k] is None)}
 
 
-def parse_places(raw: bytes, fmt: Format, *, encoding: str = "utf-8") -> list[tuple[int, PlaceData]]:
-    """Parse and validate every row on its own; PlaceFileError lists every bad one."""
+def _parse(raw: bytes, fmt: Format, encoding: str) -> tuple[list[tuple[int, PlaceData]], list[RowError]]:
+    """Good rows and the errors of the others."""
     text = _decode(raw, encoding)
     rows = _csv_rows(text) if fmt == "csv" else _yaml_rows(text)
     good, errors = [], []
@@ -138,12 +138,20 @@ def parse_places(raw: bytes, fmt: Format, *, encoding: str = "utf-8") -> list[tu
             errors.append(RowError(line, code, reason.replace("Value error, ", "")))
         except ValueError as exc:  # JSONDecodeError included
             errors.append(RowError(line, code, str(exc)))
+    return good, errors
+
+
+def parse_places(raw: bytes, fmt: Format, *, encoding: str = "utf-8") -> list[tuple[int, PlaceData]]:
+    """Parse and validate every row on its own; PlaceFileError lists every bad one."""
+    good, errors = _parse(raw, fmt, encoding)
     if errors:
         raise PlaceFileError(f"{len(errors)} bad row(s), nothing imported", errors)
     return good
 
 
-def _check(rows: list[tuple[int, PlaceData]], existing: dict[str, Place]) -> list[RowError]:
+def _check(
+    rows: list[tuple[int, PlaceData]], existing: dict[str, Place], unparsed: set[str | None]
+) -> list[RowError]:
     """Every row's problems against the rest of the file and what the hub holds."""
     by_id = {p.id: p for p in existing.values()}
     in_file = {d.code: d for _, d in rows}
@@ -155,6 +163,8 @@ def _check(rows: list[tuple[int, PlaceData]], existing: dict[str, Place]) -> lis
         parent_level = None
         if data.parent is not None:
             known = in_file.get(data.parent) or existing.get(data.parent)
+            if known is None and data.parent in unparsed:
+                continue  # its parent's own row is reported already
             if known is None:
                 errors.append(
                     RowError(line, data.code, f"parent {data.parent} is neither in the file nor in the hub")
@@ -219,9 +229,9 @@ async def import_places(
     clock: Clock = utcnow,
 ) -> ImportReport:
     """Validate the whole file against itself and the hub, then create or update in bulk."""
-    rows = parse_places(raw, fmt, encoding=encoding)
+    rows, bad = _parse(raw, fmt, encoding)
     existing = {p.code: p for p in (await session.execute(select(Place))).scalars()}
-    errors = _check(rows, existing)
+    errors = sorted(bad + _check(rows, existing, {e.code for e in bad}), key=lambda e: e.line)
     if errors:
         raise PlaceFileError(f"{len(errors)} bad row(s), nothing imported", errors)
     report, now = ImportReport(), clock()

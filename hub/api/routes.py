@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from hub.api import apikeys, devices, enrollment, health, places, responders
+from hub.api import apikeys, devices, enrollment, health, places, responders, telemetry
 
 __all__ = ["include_routers"]
 
@@ -17,3 +17,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(responders.router)
     app.include_router(enrollment.router)
     app.include_router(devices.router)
+    app.include_router(telemetry.router)

@@ -23,6 +23,7 @@ def iothub(
     clean.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "hub", *args],
+        check=False,
         cwd=cwd,
         env=clean,
         capture_output=True,

@@ -46,7 +46,9 @@ def test_mounted_paths_and_volumes_exist(name: str) -> None:
 def test_ports_are_well_formed_and_unique(name: str) -> None:
     for port in SERVICES[name].get("ports", []):
         assert re.fullmatch(r"\d{2,5}:\d{2,5}(/udp)?", port), port
-    host_ports = [p.split(":")[0] + p[p.find("/") :] * ("/" in p) for s in SERVICES.values() for p in s.get("ports", [])]
+    host_ports = [
+        p.split(":")[0] + p[p.find("/") :] * ("/" in p) for s in SERVICES.values() for p in s.get("ports", [])
+    ]
     assert len(host_ports) == len(set(host_ports))
 
 
@@ -57,7 +59,7 @@ def test_required_secrets_are_documented_and_enforced() -> None:
     assert {"HUB_SECRET_KEY", "INFLUXDB_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= set(names)
     for var, how in names.items():
         assert re.search(rf"^{var}=", example, re.M), f"{var} missing from .env.example"
-        if "SECRET" in var or "PASSWORD" in var and not var.startswith("TWILIO"):
+        if ("SECRET" in var or "PASSWORD" in var) and not var.startswith("TWILIO"):
             assert how == ":?", f"{var} must be required with ${{{var}:?...}}"
 
 
@@ -76,10 +78,14 @@ def test_hub_environment_names_real_settings() -> None:
 
 
 def test_grafana_provisioning_points_at_influxdb() -> None:
-    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/influxdb.yaml").read_text())["datasources"][0]
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/influxdb.yaml").read_text())["datasources"][
+        0
+    ]
     assert ds["type"] == "influxdb" and ds["url"] == "http://influxdb:8086"
     assert ds["jsonData"]["dbName"] == SERVICES["influxdb"]["environment"]["INFLUXDB_DB"]
-    providers = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/iothub.yaml").read_text())["providers"]
+    providers = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/iothub.yaml").read_text())[
+        "providers"
+    ]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["grafana"]["volumes"] if v.startswith(".")}
     assert providers[0]["options"]["path"] in mounted
     assert list((ROOT / mounted[providers[0]["options"]["path"]]).glob("*.json"))

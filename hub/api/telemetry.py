@@ -1,0 +1,104 @@
+"""Telemetry queries, the live state of a device, and refused uplinks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+
+from hub.api.auth import Principal, ensure_place_allowed, require_roles
+from hub.api.deps import HubDep
+from hub.db.places import Place
+from hub.errors import InvalidInput, NotFound
+from hub.ingest.directory import DeviceEntry
+
+__all__ = ["MAX_POINTS", "router"]
+
+router = APIRouter(prefix="/api/v1", tags=["telemetry"])
+Reader = Annotated[Principal, Depends(require_roles("operator", "technician", "responder", "integrator"))]
+Staff = Annotated[Principal, Depends(require_roles("operator", "technician"))]
+# One answer is meant for a chart, not a data export.
+MAX_POINTS = 10_000
+
+
+async def _device(hub: Any, serial: str, principal: Principal) -> DeviceEntry:
+    entry: DeviceEntry | None = await hub.ingest.directory.lookup(serial)
+    if entry is None:
+        raise NotFound(f"no device with serial {serial!r}", field="serial")
+    if principal.place_ids is not None:
+        path = None
+        if entry.place_id is not None:
+            async with hub.db.session() as session:
+                path = await session.scalar(select(Place.path).where(Place.id == entry.place_id))
+        if path is None:
+            raise NotFound(f"no device with serial {serial!r}", field="serial")
+        ensure_place_allowed(principal, path)
+    return entry
+
+
+@router.get("/devices/{serial}/telemetry")
+async def telemetry(
+    serial: str,
+    hub: HubDep,
+    principal: Reader,
+    metric: Annotated[str, Query(min_length=1, max_length=64)],
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    every: Annotated[
+        float | None, Query(gt=0, description="bucket width in seconds; mean per bucket")
+    ] = None,
+) -> dict[str, Any]:
+    """Samples of one metric of one device in [start, end); default: the last 24 hours."""
+    entry = await _device(hub, serial, principal)
+    if metric not in entry.driver.metrics:
+        known = ", ".join(sorted(entry.driver.metrics))
+        raise InvalidInput(f"a {entry.kind} device has no metric {metric!r}; it has {known}", field="metric")
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(f"{name} needs a time zone, e.g. 2026-11-28T08:00:00+08:00", field=name)
+    end = end or hub.clock()
+    start = start or end - dt.timedelta(days=1)
+    if start >= end:
+        raise InvalidInput("start must be before end", field="start")
+    span = (end - start).total_seconds()
+    if every is not None and span / every > MAX_POINTS:
+        raise InvalidInput(f"{span / every:.0f} buckets asked; at most {MAX_POINTS}", field="every")
+    await hub.store.flush()
+    samples = await hub.store.query(serial, metric, start.timestamp(), end.timestamp(), every)
+    return {
+        "device": serial,
+        "metric": metric,
+        "unit": entry.driver.metrics[metric].unit,
+        "start": start,
+        "end": end,
+        "every": every,
+        "samples": [[dt.datetime.fromtimestamp(ts, dt.UTC), value] for ts, value in samples[:MAX_POINTS]],
+        "truncated": len(samples) > MAX_POINTS,
+    }
+
+
+@router.get("/devices/{serial}/status")
+async def status(serial: str, hub: HubDep, principal: Reader) -> dict[str, Any]:
+    """Last seen, online, battery, signal, position and latest values of one device."""
+    entry = await _device(hub, serial, principal)
+    live = hub.ingest.states.get(entry.id)
+    body: dict[str, Any] = {"serial": entry.serial, "kind": entry.kind, "state": entry.state}
+    if live is None:
+        body.update({"online": False, "last_seen": None, "metrics": {}})
+    else:
+        body.update(live.as_dict())
+    return body
+
+
+@router.get("/ingest/dead-letters")
+async def dead_letters(
+    hub: HubDep,
+    principal: Staff,
+    device: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The newest refused uplinks with their reason and raw bytes (base64), newest first."""
+    letters = hub.ingest.dead_letters.recent(limit, device)
+    return {"total": hub.ingest.dead_letters.total, "items": [letter.as_dict() for letter in letters]}

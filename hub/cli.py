@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from hub import __version__
+from hub.cli_devices import devices_app, labels
 from hub.cli_keys import keys_app
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, HubError, StartupError
@@ -24,6 +25,8 @@ config_app = typer.Typer(help="Settings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
+app.add_typer(devices_app, name="devices")
+app.command("labels")(labels)
 
 EnvFile = Annotated[Path, typer.Option("--env-file", help="Settings file read before HUB_* variables.")]
 

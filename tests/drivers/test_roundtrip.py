@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import cbor2
 import pytest
 
 from drivers import ALL, DRIVERS, get_driver
@@ -143,3 +144,19 @@ def test_each_kind_has_its_own_magic() -> None:
             with pytest.raises(DecodeError) as info:
                 driver.decode(smoke_frame)
             assert info.value.reason == "bad_magic"
+
+
+def test_hostile_nesting_and_numbers_are_decode_errors() -> None:
+    smoke = get_driver("smoke")
+    nested: list[Any] = [1]
+    for _ in range(40):
+        nested = [nested]
+    hostile = {
+        b'{"ev":' + b"[" * 30_000 + b"]" * 30_000 + b"}": "bad_json",  # recursion limit of the JSON parser
+        b'{"battery":' + b"9" * 5000 + b"}": "bad_json",  # over Python's int-from-string digit limit
+        smoke.encode({"battery": 1}, "cbor")[:-1] + cbor2.dumps(nested): "bad_cbor",  # past depth 16
+    }
+    for payload, reason in hostile.items():
+        with pytest.raises(DecodeError) as info:
+            smoke.decode(payload)
+        assert info.value.reason == reason

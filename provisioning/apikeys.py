@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, false, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from hub.db.people import ROLES, ApiKey, Responder, api_key_places, responder_places
 from hub.db.places import Place, subtree_bounds
@@ -81,7 +82,9 @@ def ensure_place_allowed(principal: Principal, place: Place | str) -> None:
         raise Forbidden(f"key {principal.key_id} may not act in place {code}")
 
 
-def scope_clause(principal: Principal, path_column: ColumnElement[str]) -> ColumnElement[bool] | None:
+def scope_clause(
+    principal: Principal, path_column: ColumnElement[str] | InstrumentedAttribute[str]
+) -> ColumnElement[bool] | None:
     """A WHERE clause keeping rows whose place path is inside the principal's subtrees (None: all)."""
     if principal.place_ids is None:
         return None

@@ -23,7 +23,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def record(  # noqa: PLR0917  (the agreed call shape, shared with the other services)
+def record(
     session: AsyncSession,
     actor: str,
     channel: str,

@@ -76,3 +76,12 @@ async def test_test_mode_through_the_api(database_url: str, tmp_path: Path) -> N
         api.clock.advance(minutes=11)
         shown = (await api.client.get(f"/api/v1/devices/{device_id}", headers=api.auth(tech))).json()
         assert shown["in_test"] is False and shown["state"] == "claimed"
+        await api.client.post(url, json={"minutes": 240}, headers=api.auth(tech))
+        ended = await api.client.delete(url, headers=api.auth(tech))
+        assert (
+            ended.status_code == 200
+            and ended.json()["state"] == "claimed"
+            and ended.json()["in_test"] is False
+        )
+        twice = await api.client.delete(url, headers=api.auth(tech))
+        assert twice.status_code == 409

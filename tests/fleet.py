@@ -64,7 +64,7 @@ async def enroll(
     """Enroll one device directly, as a technician would; returns its one-time secrets."""
     store = CredentialStore(db, SecretBox(TEST_SECRET_KEY), events or CredentialEvents())
     async with db.session() as session:
-        return await enroll_direct(
+        enrolled = await enroll_direct(
             session,
             DeviceSpec(serial=serial, kind=kind, household=household, transport=transport),
             actor=ACTOR,

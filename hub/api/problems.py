@@ -16,6 +16,7 @@ __all__ = ["install_problem_handlers", "problem"]
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
 def problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
@@ -30,15 +31,20 @@ async def _hub_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HubError)
     if exc.status >= 500:
         log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc.message)
-    return problem(exc.status, exc.key, exc.message, request, field=exc.field)
+    response = problem(exc.status, exc.key, exc.message, request, field=exc.field)
+    if exc.status == 401:
+        # RFC 9110: every 401 carries a challenge.
+        response.headers["WWW-Authenticate"] = 'Bearer realm="iothub"'
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
-        for err in exc.errors()
-    ]
+    errors = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        where = loc.pop(0) if loc and loc[0] in _LOCATIONS else "body"
+        errors.append({"field": ".".join(loc) or where, "in": where, "message": err["msg"]})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return problem(
         422, "invalid", detail, request, errors=errors, field=errors[0]["field"] if errors else None

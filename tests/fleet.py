@@ -70,3 +70,6 @@ async def enroll(
             actor=ACTOR,
             store=store,
         )
+    # After the commit, as the API does: the ingest side refreshes its directory.
+    store.announce(enrolled.device.id, "enrolled")
+    return enrolled

@@ -85,7 +85,7 @@ async def test_good_uplink_is_stored_and_changes_state(
 async def test_bad_payloads_are_refused_counted_and_kept(
     ingest: tuple[IngestService, SQLiteStore, Clock],
 ) -> None:
-    service, store, clock = ingest
+    service, _store, _clock = ingest
     device = await service.directory.lookup("S-1")
     assert device is not None
     bad = {

@@ -10,6 +10,7 @@ HubError
 ├── NotFound                 a referenced object does not exist
 ├── Conflict                 the object exists already / the state does not allow it
 ├── InvalidInput             a request is well-formed but its content is wrong (field named)
+├── RateLimited              too many attempts; try again later (``retry_after`` seconds)
 ├── TransportError           a broker, CoAP or HTTP peer failed
 ├── StoreError               the telemetry store or database failed
 │   └── StoreUnavailable     it is down: retry later (spool)
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "NotifierError",
+    "RateLimited",
     "StartupError",
     "StoreError",
     "StoreUnavailable",
@@ -116,6 +118,17 @@ class InvalidInput(HubError):
 
     status = 422
     key = "invalid"
+
+
+class RateLimited(HubError):
+    """Too many attempts in a window; ``retry_after`` says when to try again."""
+
+    status = 429
+    key = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TransportError(HubError):

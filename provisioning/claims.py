@@ -97,7 +97,7 @@ class ClaimLimit:
 async def ensure_claims_allowed(
     session: AsyncSession, actor: str, now: dt.datetime, limit: ClaimLimit
 ) -> None:
-    """Refuse with 403 once a principal has had too many refused claims recently.
+    """Refuse with 429 once a principal has had too many refused claims recently.
 
     Refusals are counted in the audit log, so the limit holds across restarts and hub workers.
     """
@@ -108,8 +108,9 @@ async def ensure_claims_allowed(
         .where(AuditEvent.action == CLAIM_FAILURE_ACTION, AuditEvent.actor == actor, AuditEvent.at > since)
     )
     if (count or 0) >= limit.failures:
-        from hub.errors import Forbidden
+        from hub.errors import RateLimited
 
-        raise Forbidden(
-            f"too many refused claims; try again after {int(limit.window.total_seconds() // 60)} minutes"
+        raise RateLimited(
+            f"too many refused claims; try again after {int(limit.window.total_seconds() // 60)} minutes",
+            retry_after=limit.window.total_seconds(),
         )

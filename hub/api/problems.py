@@ -35,6 +35,9 @@ async def _hub_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status == 401:
         # RFC 9110: every 401 carries a challenge.
         response.headers["WWW-Authenticate"] = 'Bearer realm="iothub"'
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(int(retry_after))
     return response
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,9 @@ from sqlalchemy import select
 
 from hub.db import Database
 from hub.db.devices import Device, DeviceClaim
-from hub.errors import AuthError, Forbidden, InvalidInput
+from hub.errors import AuthError, InvalidInput, RateLimited
 from provisioning import claims
+from provisioning.devices import Actor
 from provisioning.enroll import DeviceSpec, claim_device, preregister_batch
 from tests.provisioning.test_auth_kit import ManualClock, running_api
 from tests.provisioning.test_devices_kit import SECRET, TECH, make_store, make_street
@@ -62,7 +62,7 @@ async def test_claim_once_then_refused_like_unknown_serial(db: Database) -> None
 
 
 async def test_failed_claims_are_rate_limited_per_principal(db: Database) -> None:
-    """After 5 refusals in 15 minutes even a right code is refused (403); another principal is not."""
+    """After 5 refusals in 15 minutes even a right code is refused (429); another principal is not."""
     clock = ManualClock()
     street = await make_street(db, clock())
     store = make_store(db, clock)
@@ -82,12 +82,15 @@ async def test_failed_claims_are_rate_limited_per_principal(db: Database) -> Non
     for _ in range(5):
         with pytest.raises(AuthError):
             await claim_device(db, "R-1", "WRONG-CODE-0000", target, actor=TECH, **kw)  # type: ignore[arg-type]
-    with pytest.raises(Forbidden):
+    with pytest.raises(RateLimited) as limited:
         await claim_device(db, "R-1", codes["R-1"], target, actor=TECH, **kw)  # type: ignore[arg-type]
+    assert limited.value.retry_after == 15 * 60
+    other = Actor("tech-2", TECH.channel)
+    with pytest.raises(AuthError):  # another principal is not limited: it gets the ordinary refusal
+        await claim_device(db, "R-1", "WRONG-CODE-0001", target, actor=other, **kw)  # type: ignore[arg-type]
     clock.advance(minutes=16)
     done = await claim_device(db, "R-1", codes["R-1"], target, actor=TECH, **kw)  # type: ignore[arg-type]
     assert done.device.serial == "R-1"
-    assert clock() - dt.timedelta(minutes=16) < clock()
 
 
 async def test_claim_through_the_api_by_scanned_url(database_url: str, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from hub.config import CoapSettings
 from hub.errors import ConfigError, StartupError
 from hub.ingest.coap_keys import CoapKeyring
-from hub.ingest.coap_site import UplinkSite
+from hub.ingest.coap_site import TRANSPORT, UplinkSite
 from hub.ingest.service import IngestService
 from provisioning.credentials import CredentialEvents, SecretBox
 
@@ -126,12 +126,17 @@ class CoapIngest:
                 server_credentials=self.credentials,
                 keyring=self.keyring,
                 max_sessions=self.max_dtls_sessions,
+                on_unknown_identity=self._unknown_identity,
             )
             self._dtls_server = server
             return server
 
         await context._append_tokenmanaged_messagemanaged_transport(secure)
         self.dtls_port = self._dtls_server.port
+
+    def _unknown_identity(self, serial: str) -> None:
+        detail = "DTLS PSK identity without live keys (unknown, revoked or not a CoAP device)"
+        self.ingest.pipeline.refuse(TRANSPORT, serial[:64], "bad_credentials", detail, b"")
 
     def _on_credentials(self, device_id: int, what: str) -> None:
         # Rotated or revoked: old keys, contexts and tokens must not be used for one more uplink.

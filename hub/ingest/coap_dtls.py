@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiocoap.numbers import COAP_PORT
@@ -48,6 +49,7 @@ class _Socket(tinydtls_server._DatagramServerSocketSimpleDTLS):  # type: ignore[
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.keyring: CoapKeyring | None = None
+        self.on_unknown_identity: Callable[[str], None] | None = None
         self.tasks = TaskSet()
         self._held: dict[Any, list[bytes]] = {}
 
@@ -59,12 +61,19 @@ class _Socket(tinydtls_server._DatagramServerSocketSimpleDTLS):  # type: ignore[
         identity = client_key_exchange_identity(data) if self.keyring is not None else None
         if identity is not None and self.keyring is not None:
             serial = identity.decode("utf-8", "replace")
-            if self.keyring.cached(serial) is None and not self.keyring.known_missing(serial):
+            if self.keyring.known_missing(serial):
+                self._unknown(serial)
+            elif self.keyring.cached(serial) is None:
                 # tinydtls asks for the key synchronously: fetch it first, then replay the flight.
                 self._held[sockaddr] = [data]
                 self.tasks.spawn(self._load_then_feed(sockaddr, serial), name=f"coap-dtls-psk-{serial}")
                 return
         self._feed(data, sockaddr)
+
+    def _unknown(self, serial: str) -> None:
+        # tinydtls fails such a handshake without telling us: count it here.
+        if self.on_unknown_identity is not None:
+            self.on_unknown_identity(serial)
 
     def _feed(self, data: bytes, sockaddr: Any) -> None:
         if sockaddr not in self._connections:
@@ -73,8 +82,8 @@ class _Socket(tinydtls_server._DatagramServerSocketSimpleDTLS):  # type: ignore[
 
     async def _load_then_feed(self, sockaddr: Any, serial: str) -> None:
         try:
-            if self.keyring is not None:
-                await self.keyring.get(serial)
+            if self.keyring is not None and await self.keyring.get(serial) is None:
+                self._unknown(serial)
         except Exception:
             log.exception("coap: loading the PSK of %s failed", serial)
         finally:
@@ -99,10 +108,12 @@ class DTLSServer(tinydtls_server.MessageInterfaceTinyDTLSServer):  # type: ignor
         *,
         keyring: CoapKeyring,
         max_sessions: int,
+        on_unknown_identity: Callable[[str], None] | None = None,
     ) -> DTLSServer:
         """Bind and serve; sessions past ``max_sessions`` close the least recently active one."""
         self: DTLSServer = await super().create_server(bind, ctx, log, loop, server_credentials)
         self._pool.keyring = keyring
+        self._pool.on_unknown_identity = on_unknown_identity
         self._pool.max_sockets = max_sessions
         return self
 

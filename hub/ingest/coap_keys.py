@@ -174,7 +174,7 @@ class CoapKeyring:
             .where(DeviceSecret.revoked_at.is_(None))
         )
         async with self.db.session() as session:
-            rows = (await session.execute(query)).tuples().all()
+            rows = (await session.execute(query)).all()
         return [self._open(*row) for row in rows]
 
     def _open(

@@ -1,0 +1,142 @@
+"""The Alert a rule emits, its fingerprint, and the queue that carries alerts off the ingest path."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from types import MappingProxyType
+
+__all__ = ["Alert", "AlertQueue", "AlertSink", "AlertState", "fingerprint", "make_alert"]
+
+# Labels that say *which* condition this is; the fingerprint hashes exactly these (Alertmanager style).
+_IDENTIFYING = ("alertname", "device", "household", "kind", "place", "rule_type")
+
+
+class AlertState(StrEnum):
+    """Whether the condition holds now or held and is over."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """A stable 16-hex-digit hash of the sorted labels; equal labels give an equal fingerprint."""
+    digest = hashlib.blake2b(digest_size=8)
+    for key in sorted(labels):
+        # NUL cannot occur in a label, so "a=b" + "c" and "a=bc" never collide.
+        digest.update(f"{key}\x00{labels[key]}\x00".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One firing or resolved condition of one rule for one device or household."""
+
+    name: str
+    rule_type: str
+    severity: str
+    category: str
+    state: AlertState
+    started_at: float
+    labels: Mapping[str, str]
+    fingerprint: str
+    device_id: int | None = None
+    device_serial: str | None = None
+    kind: str | None = None
+    place_id: int | None = None
+    value: float | str | None = None
+    ended_at: float | None = None
+    summary: str = ""
+
+    @property
+    def firing(self) -> bool:
+        """True while the condition holds."""
+        return self.state is AlertState.FIRING
+
+    def resolved(self, now: float, value: float | str | None = None) -> Alert:
+        """The same alert, over at ``now`` (the value that ended it, if any)."""
+        return replace(
+            self, state=AlertState.RESOLVED, ended_at=now, value=self.value if value is None else value
+        )
+
+
+def make_alert(
+    *,
+    name: str,
+    rule_type: str,
+    severity: str,
+    category: str,
+    started_at: float,
+    device_id: int | None = None,
+    device_serial: str | None = None,
+    kind: str | None = None,
+    place_id: int | None = None,
+    household: int | None = None,
+    value: float | str | None = None,
+    summary: str = "",
+) -> Alert:
+    """Build a firing alert with its identifying labels and fingerprint."""
+    labels = {"alertname": name, "rule_type": rule_type}
+    if device_serial is not None:
+        labels["device"] = device_serial
+    if kind is not None:
+        labels["kind"] = kind
+    if household is not None:
+        labels["household"] = str(household)
+    if place_id is not None:
+        labels["place"] = str(place_id)
+    frozen = MappingProxyType(labels)
+    return Alert(
+        name=name,
+        rule_type=rule_type,
+        severity=severity,
+        category=category,
+        state=AlertState.FIRING,
+        started_at=started_at,
+        labels=frozen,
+        fingerprint=fingerprint({k: v for k, v in labels.items() if k in _IDENTIFYING}),
+        device_id=device_id,
+        device_serial=device_serial,
+        kind=kind,
+        place_id=place_id,
+        value=value,
+        summary=summary,
+    )
+
+
+AlertSink = Callable[[Alert], None]
+
+
+class AlertQueue:
+    """A sink for the engine: puts alerts on an asyncio queue for an async consumer (never blocks)."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        self.put_total = 0
+
+    def __call__(self, alert: Alert) -> None:
+        """Enqueue one alert; when a bounded queue is full the alert is counted as dropped."""
+        try:
+            self._queue.put_nowait(alert)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            return
+        self.put_total += 1
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    async def get(self) -> Alert:
+        """The next alert, waiting for one."""
+        return await self._queue.get()
+
+    def drain(self) -> list[Alert]:
+        """Every alert queued now, without waiting."""
+        out = []
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        return out

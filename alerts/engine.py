@@ -1,0 +1,303 @@
+"""The rule engine: a cheap, non-blocking hook on the ingest path plus a ``tick`` that advances timers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from alerts.alert import Alert, AlertSink, make_alert
+from alerts.deadman import DeadmanTracker
+from alerts.household import HouseholdWatch
+from alerts.rules import BatteryRule, EventRule, InactivityRule, OfflineRule, ThresholdRule
+from alerts.ruleset import DeviceRules, RuleSet, Threshold
+from drivers.base import Reading
+from hub.errors import NotFound
+from hub.ingest.directory import DeviceEntry
+from hub.ingest.state import LiveStatus
+
+__all__ = ["HOUSEHOLD_DEPTH", "RuleEngine"]
+
+log = logging.getLogger(__name__)
+# district/street/community/grid/building/household: a household's path holds six ids.
+HOUSEHOLD_DEPTH = 6
+_Fired = ThresholdRule | BatteryRule | EventRule | OfflineRule | InactivityRule
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A condition that holds but has not held for its rule's ``for_s`` yet."""
+
+    due: float
+    device: DeviceEntry
+    rule: ThresholdRule | BatteryRule | OfflineRule
+    value: float | None
+
+
+class RuleEngine:
+    """Evaluates rules per reading, offline report and tick; emits firing/resolved alerts to ``sink``."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        sink: AlertSink,
+        *,
+        places: Mapping[int, str] | None = None,
+        devices: Callable[[int], DeviceEntry | None] | None = None,
+        schedule: Literal["wheel", "heap"] = "wheel",
+    ) -> None:
+        self._rules = rules
+        self._sink = sink
+        self._places: dict[int, str] = dict(places or {})
+        self._lookup = devices
+        self._seen: dict[int, DeviceEntry] = {}  # only when no directory lookup is given
+        self._watched: set[int] = set()  # places already checked for being a watched household
+        self._firing: dict[tuple[str, int], Alert] = {}
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._last_event: dict[tuple[str, int], float] = {}
+        self._offline: dict[int, str] = {}  # device id -> offline rule name, pending or firing
+        self.deadman = DeadmanTracker(schedule)
+        self.households = HouseholdWatch(rules.household_rules, self._emit)
+        self.readings = 0
+        self.emitted = 0
+        self.sink_errors = 0
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set in force."""
+        return self._rules
+
+    def __call__(self, device: DeviceEntry, reading: Reading, now: float) -> None:
+        """The pipeline's ReadingHook."""
+        self.on_reading(device, reading, now)
+
+    def on_reading(self, device: DeviceEntry, reading: Reading, now: float) -> None:
+        """Evaluate one accepted reading: no I/O, alerts go to the sink."""
+        self.readings += 1
+        if self._lookup is None:
+            self._seen[device.id] = device
+        rules = self._device_rules(device)
+        if rules.span is not None and self.deadman.touch(device.id, now + rules.span):
+            assert rules.inactivity is not None
+            self._resolve(rules.inactivity.name, device.id, now)
+        if self._offline and device.id in self._offline:
+            name = self._offline.pop(device.id)
+            self._pending.pop((name, device.id), None)
+            self._resolve(name, device.id, now)
+        if rules.thresholds:
+            metrics = reading.metrics
+            for threshold in rules.thresholds:
+                value = metrics.get(threshold.metric)
+                if value is not None and not isinstance(value, bool | str):
+                    self._threshold(threshold, device, value, now)
+        if reading.events and (rules.events or rules.clears):
+            self._events(rules, device, reading.events, now)
+        place_id = device.place_id
+        if place_id is not None and (reading.activity or place_id not in self._watched):
+            self._household(place_id, now, reading.activity)
+
+    def on_offline(self, device: DeviceEntry, now: float) -> None:
+        """The device went offline (last will, lost session): open its offline alert, after any grace."""
+        rule = self._device_rules(device).offline
+        if rule is None or device.id in self._offline:
+            return
+        self._offline[device.id] = rule.name
+        if rule.for_s > 0:
+            self._pending[(rule.name, device.id)] = _Pending(now + rule.for_s, device, rule, None)
+        else:
+            self._fire(rule, device, now, None)
+
+    def tick(self, now: float) -> int:
+        """Advance for-durations, deadman deadlines and household windows; returns alerts fired."""
+        fired = 0
+        if self._pending:
+            for key, pending in [(k, p) for k, p in self._pending.items() if p.due <= now]:
+                del self._pending[key]
+                self._fire(pending.rule, pending.device, pending.due, pending.value)
+                fired += 1
+        for device_id, deadline in self.deadman.expire(now):
+            device = self._device(device_id)
+            rules = self._device_rules(device) if device is not None else None
+            if device is None or rules is None or rules.inactivity is None or rules.span is None:
+                self.deadman.forget(device_id)
+                continue
+            self._fire(rules.inactivity, device, deadline, deadline - rules.span)
+            fired += 1
+        return fired + self.households.tick(now)
+
+    def rearm(self, devices: Iterable[DeviceEntry], statuses: Iterable[LiveStatus], now: float) -> int:
+        """Rebuild deadlines after a start from stored last_seen/last_activity; returns devices armed."""
+        by_id = {status.device_id: status for status in statuses}
+        self.deadman.start(now)
+        homes: dict[int, float | None] = {}
+        armed = 0
+        for device in devices:
+            if not device.accepting:
+                continue
+            if self._lookup is None:
+                self._seen[device.id] = device
+            status = by_id.get(device.id)
+            seen = status.last_seen if status is not None and status.last_seen is not None else now
+            rules = self._device_rules(device)
+            if rules.span is not None:
+                # From the stored last uplink, so a device silent since before the restart fires on time.
+                self.deadman.arm(device.id, seen + rules.span)
+                armed += 1
+            if device.place_id is not None:
+                active = status.last_activity if status is not None else None
+                known = homes.get(device.place_id)
+                homes[device.place_id] = active if known is None else max(known, active or known)
+            if status is not None and status.last_seen is not None and not status.online:
+                self.on_offline(device, now)
+        for place_id, active in homes.items():
+            # A household never seen active is counted from the start, not from the epoch.
+            self._household(place_id, now if active is None else active, False)
+        return armed
+
+    def swap(self, rules: RuleSet, now: float) -> None:
+        """Put a new rule set in force; alerts of rules that no longer apply resolve at ``now``."""
+        old, self._rules = self._rules, rules
+        for device_id in list(self.deadman.keys()):
+            device = self._device(device_id)
+            if device is None:
+                continue
+            was, will = self._device_rules(device, old).span, self._device_rules(device).span
+            deadline = self.deadman.deadline(device_id)
+            if will is None:
+                self.deadman.forget(device_id)
+            elif was is not None and deadline is not None and will != was:
+                self.deadman.retime(device_id, deadline - was + will)
+        for key in list(self._firing) + list(self._pending):
+            device = self._device(key[1])
+            if device is None or key[0] not in self._device_rules(device).names:
+                self._pending.pop(key, None)
+                self._resolve(*key, now)
+                if self._offline.get(key[1]) == key[0]:
+                    del self._offline[key[1]]
+        self.households.reload(rules.household_rules, now)
+
+    def set_places(self, places: Mapping[int, str]) -> None:
+        """Replace the place id -> path map (after a place is created or moved)."""
+        self._places = dict(places)
+        self._watched.clear()
+
+    def set_away(self, place_id: int, now: float) -> None:
+        """Put a household in away mode: its activity alerts resolve and stay quiet until cleared."""
+        path = self._places.get(place_id)
+        if path is None:
+            raise NotFound(f"unknown place {place_id}", field="place_id")
+        self.households.set_away(place_id, path, now)
+
+    def clear_away(self, place_id: int, now: float) -> None:
+        """End away mode; the household is counted as active from ``now``."""
+        self.households.clear_away(place_id, now)
+
+    def active(self) -> list[Alert]:
+        """Every firing alert that is kept (threshold, event with clear_event, offline, inactivity, household)."""
+        return [*self._firing.values(), *self.households.firing()]
+
+    def stats(self) -> dict[str, float]:
+        """Counters and gauges for /metrics."""
+        out: dict[str, float] = {
+            "readings": self.readings,
+            "emitted": self.emitted,
+            "sink_errors": self.sink_errors,
+            "firing": len(self._firing),
+            "pending": len(self._pending),
+            "households": len(self.households),
+        }
+        out.update({f"deadman_{k}": v for k, v in self.deadman.stats().items()})
+        return out
+
+    def _device(self, device_id: int) -> DeviceEntry | None:
+        return self._seen.get(device_id) if self._lookup is None else self._lookup(device_id)
+
+    def _device_rules(self, device: DeviceEntry, rules: RuleSet | None = None) -> DeviceRules:
+        path = self._places.get(device.place_id) if device.place_id is not None else None
+        return (rules or self._rules).for_device(device.kind, path, device.serial)
+
+    def _threshold(self, threshold: Threshold, device: DeviceEntry, value: float, now: float) -> None:
+        key = (threshold.rule.name, device.id)
+        alert = self._firing.get(key)
+        if alert is not None:
+            # Hysteresis: between the trigger and the clear level a firing alert stays firing.
+            if threshold.cleared(value):
+                del self._firing[key]
+                self._emit(alert.resolved(now, value))
+            return
+        if not threshold.trigger(value, threshold.limit):
+            if self._pending:
+                self._pending.pop(key, None)  # the for-duration starts again next time
+            return
+        if threshold.for_s <= 0:
+            self._fire(threshold.rule, device, now, value)
+            return
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = _Pending(now + threshold.for_s, device, threshold.rule, value)
+        elif pending.due <= now:
+            del self._pending[key]
+            self._fire(threshold.rule, device, pending.due, value)
+        else:
+            pending.value = value
+
+    def _events(self, rules: DeviceRules, device: DeviceEntry, events: tuple[str, ...], now: float) -> None:
+        for event in events:
+            for rule in rules.clears.get(event, ()):
+                self._resolve(rule.name, device.id, now)
+            for rule in rules.events.get(event, ()):
+                key = (rule.name, device.id)
+                if rule.clear_event is not None:
+                    if key not in self._firing:
+                        self._fire(rule, device, now, event)
+                    continue
+                if rule.cooldown_s > 0:
+                    last = self._last_event.get(key)
+                    if last is not None and now - last < rule.cooldown_s:
+                        continue
+                    self._last_event[key] = now
+                self._fire(rule, device, now, event, keep=False)  # a one-shot: the case closes it
+
+    def _household(self, place_id: int, now: float, active: bool) -> None:
+        path = self._places.get(place_id)
+        self._watched.add(place_id)
+        if path is None or path.count("/") - 1 != HOUSEHOLD_DEPTH or not self._rules.household_rules(path):
+            return
+        if active:
+            self.households.activity(place_id, path, now)
+        else:
+            self.households.watch(place_id, path, now)
+
+    def _fire(
+        self, rule: _Fired, device: DeviceEntry, at: float, value: float | str | None, *, keep: bool = True
+    ) -> None:
+        alert = make_alert(
+            name=rule.name,
+            rule_type=rule.type,
+            severity=rule.severity,
+            category=rule.category,
+            started_at=at,
+            device_id=device.id,
+            device_serial=device.serial,
+            kind=device.kind,
+            place_id=device.place_id,
+            value=value,
+            summary=rule.description,
+        )
+        if keep:
+            self._firing[(rule.name, device.id)] = alert
+        self._emit(alert)
+
+    def _resolve(self, name: str, device_id: int, now: float) -> None:
+        alert = self._firing.pop((name, device_id), None)
+        if alert is not None:
+            self._emit(alert.resolved(now))
+
+    def _emit(self, alert: Alert) -> None:
+        self.emitted += 1
+        try:
+            self._sink(alert)
+        except Exception:
+            self.sink_errors += 1
+            log.exception("alert sink failed for %s %s", alert.name, alert.fingerprint)

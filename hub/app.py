@@ -95,6 +95,15 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         from hub.ingest.broker import EmbeddedBroker
 
         lifecycle.add(EmbeddedBroker(settings.mqtt))
+    if settings.simulate.enabled:
+        from hub.simulate.component import DemoFleet
+        from hub.simulate.street import StreetShape
+
+        sim = settings.simulate
+        shape = StreetShape(
+            sim.communities, sim.grids_per_community, sim.buildings_per_grid, sim.households_per_building
+        )
+        lifecycle.add(DemoFleet(hub, shape, sim.rate, sim.scenario_every))
     return hub
 
 

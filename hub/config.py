@@ -18,6 +18,7 @@ __all__ = [
     "GrafanaSettings",
     "MqttSettings",
     "Settings",
+    "SimulateSettings",
     "TelemetrySettings",
     "TwilioSettings",
     "WebSettings",
@@ -124,6 +125,18 @@ class WebSettings(_Section):
     public_base_url: str | None = None
 
 
+class SimulateSettings(_Section):
+    """The simulated fleet the demo runs inside the hub."""
+
+    enabled: bool = False
+    rate: float = Field(default=2.0, gt=0)
+    communities: int = Field(default=2, ge=1)
+    grids_per_community: int = Field(default=2, ge=1)
+    buildings_per_grid: int = Field(default=2, ge=1)
+    households_per_building: int = Field(default=4, ge=1)
+    scenario_every: float = Field(default=120.0, ge=0)
+
+
 class Settings(BaseSettings):
     """Every setting of the hub; HUB_<SECTION>_<NAME>, e.g. HUB_DATABASE_URL."""
 
@@ -151,6 +164,7 @@ class Settings(BaseSettings):
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     central: CentralSettings = Field(default_factory=CentralSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    simulate: SimulateSettings = Field(default_factory=SimulateSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

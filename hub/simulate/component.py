@@ -1,0 +1,81 @@
+"""The demo fleet as a hub component: a street enrolled on first start, then steady traffic and scenarios."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from hub.lifecycle import TaskSet
+from hub.simulate.runner import FleetRunner
+from hub.simulate.street import StreetShape, build_demo_street, load_fleet, save_fleet
+from hub.simulate.traffic import Scenario
+from provisioning.credentials import CredentialStore, SecretBox
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+__all__ = ["DemoFleet"]
+
+log = logging.getLogger(__name__)
+DEMO_SCENARIOS: tuple[Scenario, ...] = ("panic", "fire", "sos", "malformed", "replay")
+
+
+class DemoFleet:
+    """Simulated devices talking to the hub's own broker; started last, stopped first."""
+
+    name = "demo-fleet"
+
+    def __init__(self, hub: Hub, shape: StreetShape, rate: float, scenario_every: float) -> None:
+        self.hub = hub
+        self.shape = shape
+        self.rate = rate
+        self.scenario_every = scenario_every
+        self.runner: FleetRunner | None = None
+        self._tasks = TaskSet()
+
+    async def start(self) -> None:
+        """Enroll the demo street once (secrets kept in var/fleet.json), connect every device, start traffic."""
+        path = self.hub.settings.var_dir / "fleet.json"
+        if path.exists():
+            fleet = load_fleet(path)
+        else:
+            box = SecretBox(self.hub.settings.secret_key.get_secret_value())
+            store = CredentialStore(self.hub.db, box, self.hub.credential_events, self.hub.clock)
+            fleet = await build_demo_street(self.hub.db, store, self.shape)
+            save_fleet(path, fleet)
+            await self.hub.ingest.directory.load_all()
+            log.info("demo: enrolled %d simulated devices; their secrets are in %s", len(fleet), path)
+        where = (
+            self.hub.listening.get("mqtt-broker")
+            or f"{self.hub.settings.mqtt.host}:{self.hub.settings.mqtt.port}"
+        )
+        host, _, port = where.rpartition(":")
+        self.runner = FleetRunner(fleet, host, int(port), rate=self.rate)
+        await self.runner.connect_all()
+        self._tasks.spawn(self.runner.run(), name="demo-fleet-traffic")
+        if self.scenario_every > 0:
+            self._tasks.spawn(self._scenarios(), name="demo-fleet-scenarios")
+
+    async def _scenarios(self) -> None:
+        rng = random.Random()
+        while True:
+            await asyncio.sleep(self.scenario_every)
+            if self.runner is not None:
+                name = rng.choice(DEMO_SCENARIOS)
+                touched = await self.runner.scenario(name)
+                log.info("demo: scenario %s on %s", name, ", ".join(touched))
+
+    async def stop(self) -> None:
+        """Stop the traffic and disconnect the devices."""
+        await self._tasks.stop(2.0)
+        if self.runner is not None:
+            await self.runner.close()
+
+    async def health(self) -> tuple[bool, str]:
+        """Devices connected and messages sent."""
+        if self.runner is None:
+            return False, "not started"
+        s = self.runner.stats
+        return s.connected > 0, f"{s.connected} connected, {s.refused} refused, {s.published} published"

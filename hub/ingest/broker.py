@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from hub.config import MqttSettings
@@ -20,9 +21,17 @@ class EmbeddedBroker:
 
     name = "mqtt-broker"
 
-    def __init__(self, settings: MqttSettings, plugins: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        plugins: dict[str, Any] | None = None,
+        *,
+        broker_factory: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.plugins = plugins
+        # The MQTT ingest passes its Broker subclass here (hub.ingest.mqtt_embedded.HubBroker).
+        self.broker_factory = broker_factory
         self.port: int | None = None
         self._broker: Any = None
 
@@ -59,7 +68,8 @@ class EmbeddedBroker:
         )
         port = probe.getsockname()[1]
         probe.close()
-        self._broker = Broker(self._config(port))
+        factory = self.broker_factory or Broker
+        self._broker = factory(self._config(port))
         try:
             await self._broker.start()
         except Exception as exc:

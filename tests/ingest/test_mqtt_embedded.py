@@ -50,9 +50,9 @@ async def test_uplinks_reach_the_store_and_the_device_state(db: Database, tmp_pa
     """JSON, CBOR (forced by topic suffix) and binary frames are stored; the state follows."""
     async with embedded(db, tmp_path, "SD-1") as (rig, mqtt):
         device = await online(rig, mqtt, "SD-1")
-        device.up(reading(1, 21.5))
-        device.up(reading(2, 22.5, "cbor"), suffix="cbor")
-        device.up(reading(3, 23.5, "binary"))
+        await device.up(reading(1, 21.5))
+        await device.up(reading(2, 22.5, "cbor"), suffix="cbor")
+        await device.up(reading(3, 23.5, "binary"))
         await eventually(lambda: accepted(rig.metrics) == 3, "three accepted uplinks")
         assert await rig.stored("SD-1", "temperature") == [21.5, 22.5, 23.5]
         entry = rig.ingest.directory.get("SD-1")
@@ -73,7 +73,7 @@ async def test_every_bad_uplink_is_refused_and_counted_and_ingest_goes_on(
         device = await online(rig, mqtt, "SD-1")
         bad: list[tuple[str, bytes, str]] = [
             ("devices/SD-1/up", b'{"v":1,"seq":', "bad_json"),
-            ("devices/SD-1/up/bin", b"\xf1\x01\x00", "bad_frame"),
+            ("devices/SD-1/up/bin", b"\xf1\x01\x00", "truncated"),
             ("devices/SD-2/up", reading(50), "acl"),
             ("devices/SD-1/cmd", b"{}", "acl"),
             ("elsewhere/x", b"{}", "acl"),
@@ -81,13 +81,13 @@ async def test_every_bad_uplink_is_refused_and_counted_and_ingest_goes_on(
             ("devices/SD-1/up", reading(1), "replayed"),
         ]
         seq = 1
-        device.up(reading(seq))
+        await device.up(reading(seq))
         for topic, payload, reason in bad:
             before = rejected(rig.metrics, reason)
-            device.publish(topic, payload)
+            await device.publish(topic, payload)
             await eventually(lambda r=reason, b=before: rejected(rig.metrics, r) > b, f"a {reason} refusal")
             seq += 1
-            device.up(reading(seq))
+            await device.up(reading(seq))
             await eventually(lambda n=seq: accepted(rig.metrics) == n, f"good uplink {seq} after {reason}")
         letters = rig.ingest.dead_letters.recent(device="SD-1")
         assert {letter.reason for letter in letters} >= {"acl", "too_large", "replayed"}
@@ -113,7 +113,7 @@ async def test_connect_refusals_are_counted_by_reason(db: Database, tmp_path: Pa
             assert rejected(rig.metrics, reason) == before + 1
             device.client.loop_stop()
         good = await online(rig, mqtt, "SD-1")
-        good.up(reading(1))
+        await good.up(reading(1))
         await eventually(lambda: accepted(rig.metrics) == 1, "an uplink after the refusals")
         good.close()
 
@@ -127,7 +127,7 @@ async def test_a_stranger_cannot_kick_a_device_off_with_its_client_id(db: Databa
         assert not await stranger.connect()
         stranger.client.loop_stop()
         assert mqtt.broker.connected("SD-1") and not device.disconnected.is_set()
-        device.up(reading(1))
+        await device.up(reading(1))
         await eventually(lambda: accepted(rig.metrics) == 1, "the device's uplink after the attempt")
         device.close()
 
@@ -147,10 +147,10 @@ async def test_subscribe_acl_and_a_command_round_trip(db: Database, tmp_path: Pa
         assert topic == "devices/SD-1/cmd" and command["cmd"] == "set_heartbeat"
         assert command["args"] == {"interval_s": 600} and command["cid"] == record.cid
         answer = {"cid": record.cid, "cmd": "set_heartbeat", "ok": True, "code": 0}
-        device.publish("devices/SD-1/cmd/result", json.dumps(answer).encode())
+        await device.publish("devices/SD-1/cmd/result", json.dumps(answer).encode())
         done = await mqtt.commands.wait(record, timeout=5)
         assert done.status == "ok" and done.result is not None and done.result["code"] == 0
-        device.publish("devices/SD-1/cmd/result", json.dumps({**answer, "cid": 7}).encode())
+        await device.publish("devices/SD-1/cmd/result", json.dumps({**answer, "cid": 7}).encode())
         await eventually(lambda: rejected(rig.metrics, "unmatched_result") == 1, "an unmatched result")
         silent = await mqtt.send_command("SD-1", "self_test")
         assert (await mqtt.commands.wait(silent, timeout=0.2)).status == "timeout"
@@ -161,8 +161,8 @@ async def test_last_will_and_lost_connection_mark_the_device_offline(db: Databas
     """A device that vanishes is offline: by its will, or by the lost session."""
     async with embedded(db, tmp_path, "SD-1") as (rig, mqtt):
         device = await online(rig, mqtt, "SD-1")
-        device.publish("devices/SD-1/status", b"online")
-        device.up(reading(1))
+        await device.publish("devices/SD-1/status", b"online")
+        await device.up(reading(1))
         entry = rig.ingest.directory.get("SD-1")
         assert entry is not None
         await eventually(lambda: accepted(rig.metrics) == 1, "the uplink")
@@ -197,6 +197,6 @@ async def test_revocation_and_rotation_close_the_live_session(db: Database, tmp_
         stale.client.loop_stop()
         fresh = Device("SD-2", mqtt.port, new)
         assert await fresh.connect()
-        fresh.up(reading(1))
+        await fresh.up(reading(1))
         await eventually(lambda: accepted(rig.metrics) == 1, "an uplink with the new password")
         fresh.close()

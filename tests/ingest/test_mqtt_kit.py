@@ -158,13 +158,14 @@ class Device:
         await eventually(lambda: self.connack is not None or self.disconnected.is_set(), "a CONNACK")
         return self.connack is not None and not self.connack.is_failure
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        """Publish and wait until paho has sent it (QoS 1: until the broker acknowledged it)."""
-        self.client.publish(topic, payload, qos=qos).wait_for_publish(5)
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish and wait (without blocking the loop the broker runs in) until the broker acknowledged it."""
+        info = self.client.publish(topic, payload, qos=qos)
+        await eventually(info.is_published, f"the PUBACK on {topic}")
 
-    def up(self, payload: bytes, suffix: str | None = None) -> None:
+    async def up(self, payload: bytes, suffix: str | None = None) -> None:
         """Publish an uplink."""
-        self.publish(f"devices/{self.serial}/up" + (f"/{suffix}" if suffix else ""), payload)
+        await self.publish(f"devices/{self.serial}/up" + (f"/{suffix}" if suffix else ""), payload)
 
     def drop(self) -> None:
         """Vanish without DISCONNECT (the broker sends the will)."""

@@ -55,7 +55,9 @@ class CoapIngest:
         self.dtls = dtls
         self.max_dtls_sessions = max_dtls_sessions
         self.keyring = CoapKeyring(ingest.directory.db, box)
-        self.contexts = OscoreContexts(state_dir / "oscore", max_open=max_oscore_contexts)
+        self.contexts = OscoreContexts(
+            state_dir / "oscore", max_open=max_oscore_contexts, refuse=self._refuse_oscore
+        )
         self.credentials = DeviceCredentials(self.keyring, self.contexts)
         self.site = UplinkSite(ingest.directory, ingest.pipeline, allow_plain=settings.allow_plain)
         self.port: int | None = None
@@ -133,6 +135,9 @@ class CoapIngest:
 
         await context._append_tokenmanaged_messagemanaged_transport(secure)
         self.dtls_port = self._dtls_server.port
+
+    def _refuse_oscore(self, device: str, reason: str, detail: str) -> None:
+        self.ingest.pipeline.refuse(TRANSPORT, device[:64], reason, detail, b"")
 
     def _unknown_identity(self, serial: str) -> None:
         detail = "DTLS PSK identity without live keys (unknown, revoked or not a CoAP device)"

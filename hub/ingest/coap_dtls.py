@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiocoap.numbers import COAP_PORT
-from aiocoap.transports import simplesocketserver, tinydtls_server
+from aiocoap.transports import simplesocketserver, tinydtls, tinydtls_server
 
 from hub.ingest.coap_keys import CoapKeyring
 from hub.lifecycle import TaskSet
@@ -43,8 +43,21 @@ def client_key_exchange_identity(datagram: bytes) -> bytes | None:
     return None
 
 
+class _Address(tinydtls_server._AddressDTLS):  # type: ignore[misc]
+    """A DTLS peer that ends its session when the device says close_notify (aiocoap only logs it)."""
+
+    def _event(self, level: int, code: int) -> None:
+        if (level, code) == (tinydtls.LEVEL_WARNING, tinydtls.CODE_CLOSE_NOTIFY):
+            # Frees the session slot at once instead of waiting to be the oldest.
+            self._inject_error(tinydtls.CloseNotifyReceived())
+            return
+        super()._event(level, code)
+
+
 class _Socket(tinydtls_server._DatagramServerSocketSimpleDTLS):  # type: ignore[misc]
     """The server socket: holds a handshake until its identity's key is loaded, and evicts the oldest session."""
+
+    _Address = _Address
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -7,10 +7,11 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiocoap import oscore
+from aiocoap import error, oscore
 from aiocoap.credentials import CredentialsMap
 from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
@@ -21,13 +22,22 @@ __all__ = ["DeviceCredentials", "DeviceOscoreContext", "DeviceOscoreSite", "Osco
 
 log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# (device serial or kid, reason, detail): what aiocoap refuses inside OSCORE is counted like any refusal.
+Refuse = Callable[[str, str, str], None]
+
+
+def _ignore(_device: str, _reason: str, _detail: str) -> None:
+    return None
 
 
 class DeviceOscoreContext(oscore.FilesystemSecurityContext):  # type: ignore[misc]
     """aiocoap's file-backed context, but keys come from the sealed registry: only sequence.json is on disk."""
 
-    def __init__(self, basedir: Path, keys: OscoreKeys, identity: DeviceIdentity) -> None:
+    def __init__(
+        self, basedir: Path, keys: OscoreKeys, identity: DeviceIdentity, refuse: Refuse = _ignore
+    ) -> None:
         self._keys = keys
+        self._refuse = refuse
         self.authenticated_claims = [identity]
         # The parent takes the directory lock, then calls our _load.
         super().__init__(str(basedir))
@@ -61,6 +71,20 @@ class DeviceOscoreContext(oscore.FilesystemSecurityContext):  # type: ignore[mis
             self.recipient_replay_window.initialize_from_persisted(received)
             self.replay_window_persisted = True
 
+    def unprotect(self, protected_message: Any, request_id: Any = None) -> Any:
+        """aiocoap's unprotect; a replay or a message of other keys is counted, the latter answered 4.01."""
+        serial = self.authenticated_claims[0].serial
+        try:
+            return super().unprotect(protected_message, request_id)
+        except oscore.ReplayError:
+            self._refuse(serial, "replayed", "OSCORE sequence number seen before")
+            raise
+        except oscore.ReplayErrorWithEcho:
+            raise  # freshness recovery after a restart, not an attack
+        except oscore.ProtectionInvalid as exc:
+            self._refuse(serial, "bad_credentials", f"OSCORE: {exc}")
+            raise error.Unauthorized("Decryption failed") from exc
+
 
 def _folder(serial: str, device_id: int) -> str:
     return serial if _SAFE_NAME.fullmatch(serial) else f"id-{device_id}"
@@ -69,9 +93,10 @@ def _folder(serial: str, device_id: int) -> str:
 class OscoreContexts:
     """Open OSCORE contexts, one directory per device under ``base_dir``, at most ``max_open`` at once."""
 
-    def __init__(self, base_dir: Path, *, max_open: int = 1000) -> None:
+    def __init__(self, base_dir: Path, *, max_open: int = 1000, refuse: Refuse = _ignore) -> None:
         self.base_dir = base_dir
         self.max_open = max_open
+        self.refuse = refuse
         self._open: dict[int, DeviceOscoreContext] = {}
 
     def __len__(self) -> int:
@@ -94,7 +119,7 @@ class OscoreContexts:
                 shutil.rmtree(old, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            context = DeviceOscoreContext(folder, record.oscore, identity)
+            context = DeviceOscoreContext(folder, record.oscore, identity, self.refuse)
         except Exception:
             log.warning(
                 "coap: cannot open the OSCORE context of %s in %s", record.serial, folder, exc_info=True
@@ -144,6 +169,8 @@ class DeviceCredentials(CredentialsMap):  # type: ignore[misc]
         record = self.keyring.cached_by_kid(kid)
         context = None if record is None else self.contexts.get(record)
         if context is None:
+            device = record.serial if record is not None else f"kid:{kid.hex()}"
+            self.contexts.refuse(device, "bad_credentials", "no usable OSCORE context for this kid")
             raise KeyError(kid)
         return context
 

@@ -12,7 +12,7 @@ from alerts.deadman import DeadmanTracker
 from alerts.household import HouseholdWatch
 from alerts.rules import BatteryRule, EventRule, InactivityRule, OfflineRule, ThresholdRule
 from alerts.ruleset import DeviceRules, RuleSet, Threshold
-from drivers.base import Reading
+from drivers.base import Reading, Value
 from hub.errors import NotFound
 from hub.ingest.directory import DeviceEntry
 from hub.ingest.state import LiveStatus
@@ -57,6 +57,7 @@ class RuleEngine:
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._last_event: dict[tuple[str, int], float] = {}
         self._offline: dict[int, str] = {}  # device id -> offline rule name, pending or firing
+        self._hot: set[int] = set()  # devices that may hold threshold state (firing or pending)
         self.deadman = DeadmanTracker(schedule)
         self.households = HouseholdWatch(rules.household_rules, self._emit)
         self.readings = 0
@@ -86,11 +87,7 @@ class RuleEngine:
             self._pending.pop((name, device.id), None)
             self._resolve(name, device.id, now)
         if rules.thresholds:
-            metrics = reading.metrics
-            for threshold in rules.thresholds:
-                value = metrics.get(threshold.metric)
-                if value is not None and not isinstance(value, bool | str):
-                    self._threshold(threshold, device, value, now)
+            self._thresholds(rules.thresholds, device, reading.metrics, now)
         if reading.events and (rules.events or rules.clears):
             self._events(rules, device, reading.events, now)
         place_id = device.place_id
@@ -217,6 +214,31 @@ class RuleEngine:
         path = self._places.get(device.place_id) if device.place_id is not None else None
         return (rules or self._rules).for_device(device.kind, path, device.serial)
 
+    def _thresholds(
+        self, thresholds: tuple[Threshold, ...], device: DeviceEntry, metrics: Mapping[str, Value], now: float
+    ) -> None:
+        if device.id not in self._hot:
+            # The quiet path: no threshold state for this device, so only a trigger can change anything.
+            for threshold in thresholds:
+                value = metrics.get(threshold.metric)
+                if (
+                    value is not None
+                    and not isinstance(value, bool | str)
+                    and threshold.trigger(value, threshold.limit)
+                ):
+                    self._hot.add(device.id)
+                    self._threshold(threshold, device, value, now)
+            return
+        held = False
+        for threshold in thresholds:
+            value = metrics.get(threshold.metric)
+            key = (threshold.rule.name, device.id)
+            if value is not None and not isinstance(value, bool | str):
+                self._threshold(threshold, device, value, now)
+            held = held or key in self._firing or key in self._pending
+        if not held:
+            self._hot.discard(device.id)
+
     def _threshold(self, threshold: Threshold, device: DeviceEntry, value: float, now: float) -> None:
         key = (threshold.rule.name, device.id)
         alert = self._firing.get(key)
@@ -227,8 +249,7 @@ class RuleEngine:
                 self._emit(alert.resolved(now, value))
             return
         if not threshold.trigger(value, threshold.limit):
-            if self._pending:
-                self._pending.pop(key, None)  # the for-duration starts again next time
+            self._pending.pop(key, None)  # the for-duration starts again next time
             return
         if threshold.for_s <= 0:
             self._fire(threshold.rule, device, now, value)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Literal
 
-from alerts.alert import Alert, AlertSink, make_alert
+from alerts.alert import Alert, AlertSink
+from alerts.conditions import Conditions
 from alerts.deadman import DeadmanTracker
 from alerts.household import HouseholdWatch
-from alerts.rules import BatteryRule, EventRule, InactivityRule, OfflineRule, ThresholdRule
-from alerts.ruleset import DeviceRules, RuleSet, Threshold
-from drivers.base import Reading, Value
+from alerts.ruleset import DeviceRules, RuleSet
+from drivers.base import Reading
 from hub.errors import NotFound
 from hub.ingest.directory import DeviceEntry
 from hub.ingest.state import LiveStatus
@@ -22,17 +21,6 @@ __all__ = ["HOUSEHOLD_DEPTH", "RuleEngine"]
 log = logging.getLogger(__name__)
 # district/street/community/grid/building/household: a household's path holds six ids.
 HOUSEHOLD_DEPTH = 6
-_Fired = ThresholdRule | BatteryRule | EventRule | OfflineRule | InactivityRule
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A condition that holds but has not held for its rule's ``for_s`` yet."""
-
-    due: float
-    device: DeviceEntry
-    rule: ThresholdRule | BatteryRule | OfflineRule
-    value: float | None
 
 
 class RuleEngine:
@@ -53,11 +41,7 @@ class RuleEngine:
         self._lookup = devices
         self._seen: dict[int, DeviceEntry] = {}  # only when no directory lookup is given
         self._watched: set[int] = set()  # places already checked for being a watched household
-        self._firing: dict[tuple[str, int], Alert] = {}
-        self._pending: dict[tuple[str, int], _Pending] = {}
-        self._last_event: dict[tuple[str, int], float] = {}
-        self._offline: dict[int, str] = {}  # device id -> offline rule name, pending or firing
-        self._hot: set[int] = set()  # devices that may hold threshold state (firing or pending)
+        self.conditions = Conditions(self._emit)
         self.deadman = DeadmanTracker(schedule)
         self.households = HouseholdWatch(rules.household_rules, self._emit)
         self.readings = 0
@@ -79,17 +63,16 @@ class RuleEngine:
         if self._lookup is None:
             self._seen[device.id] = device
         rules = self._device_rules(device)
+        conditions = self.conditions
         if rules.span is not None and self.deadman.touch(device.id, now + rules.span):
             assert rules.inactivity is not None
-            self._resolve(rules.inactivity.name, device.id, now)
-        if self._offline and device.id in self._offline:
-            name = self._offline.pop(device.id)
-            self._pending.pop((name, device.id), None)
-            self._resolve(name, device.id, now)
+            conditions.resolve(rules.inactivity.name, device.id, now)
+        if conditions.offline:
+            conditions.back_online(device.id, now)
         if rules.thresholds:
-            self._thresholds(rules.thresholds, device, reading.metrics, now)
+            conditions.thresholds(rules.thresholds, device, reading.metrics, now)
         if reading.events and (rules.events or rules.clears):
-            self._events(rules, device, reading.events, now)
+            conditions.events(rules, device, reading.events, now)
         place_id = device.place_id
         if place_id is not None and (reading.activity or place_id not in self._watched):
             self._household(place_id, now, reading.activity)
@@ -97,29 +80,19 @@ class RuleEngine:
     def on_offline(self, device: DeviceEntry, now: float) -> None:
         """The device went offline (last will, lost session): open its offline alert, after any grace."""
         rule = self._device_rules(device).offline
-        if rule is None or device.id in self._offline:
-            return
-        self._offline[device.id] = rule.name
-        if rule.for_s > 0:
-            self._pending[(rule.name, device.id)] = _Pending(now + rule.for_s, device, rule, None)
-        else:
-            self._fire(rule, device, now, None)
+        if rule is not None:
+            self.conditions.went_offline(rule, device, now)
 
     def tick(self, now: float) -> int:
         """Advance for-durations, deadman deadlines and household windows; returns alerts fired."""
-        fired = 0
-        if self._pending:
-            for key, pending in [(k, p) for k, p in self._pending.items() if p.due <= now]:
-                del self._pending[key]
-                self._fire(pending.rule, pending.device, pending.due, pending.value)
-                fired += 1
+        fired = self.conditions.due(now) if self.conditions.pending else 0
         for device_id, deadline in self.deadman.expire(now):
             device = self._device(device_id)
             rules = self._device_rules(device) if device is not None else None
             if device is None or rules is None or rules.inactivity is None or rules.span is None:
                 self.deadman.forget(device_id)
                 continue
-            self._fire(rules.inactivity, device, deadline, deadline - rules.span)
+            self.conditions.fire(rules.inactivity, device, deadline, deadline - rules.span)
             fired += 1
         return fired + self.households.tick(now)
 
@@ -165,13 +138,10 @@ class RuleEngine:
                 self.deadman.forget(device_id)
             elif was is not None and deadline is not None and will != was:
                 self.deadman.retime(device_id, deadline - was + will)
-        for key in list(self._firing) + list(self._pending):
-            device = self._device(key[1])
-            if device is None or key[0] not in self._device_rules(device).names:
-                self._pending.pop(key, None)
-                self._resolve(*key, now)
-                if self._offline.get(key[1]) == key[0]:
-                    del self._offline[key[1]]
+        for name, device_id in list(self.conditions.firing) + list(self.conditions.pending):
+            device = self._device(device_id)
+            if device is None or name not in self._device_rules(device).names:
+                self.conditions.drop(name, device_id, now)
         self.households.reload(rules.household_rules, now)
 
     def set_places(self, places: Mapping[int, str]) -> None:
@@ -192,7 +162,7 @@ class RuleEngine:
 
     def active(self) -> list[Alert]:
         """Every firing alert that is kept (threshold, event with clear_event, offline, inactivity, household)."""
-        return [*self._firing.values(), *self.households.firing()]
+        return [*self.conditions.firing.values(), *self.households.firing()]
 
     def stats(self) -> dict[str, float]:
         """Counters and gauges for /metrics."""
@@ -200,8 +170,8 @@ class RuleEngine:
             "readings": self.readings,
             "emitted": self.emitted,
             "sink_errors": self.sink_errors,
-            "firing": len(self._firing),
-            "pending": len(self._pending),
+            "firing": len(self.conditions.firing),
+            "pending": len(self.conditions.pending),
             "households": len(self.households),
         }
         out.update({f"deadman_{k}": v for k, v in self.deadman.stats().items()})
@@ -214,72 +184,6 @@ class RuleEngine:
         path = self._places.get(device.place_id) if device.place_id is not None else None
         return (rules or self._rules).for_device(device.kind, path, device.serial)
 
-    def _thresholds(
-        self, thresholds: tuple[Threshold, ...], device: DeviceEntry, metrics: Mapping[str, Value], now: float
-    ) -> None:
-        if device.id not in self._hot:
-            # The quiet path: no threshold state for this device, so only a trigger can change anything.
-            for threshold in thresholds:
-                value = metrics.get(threshold.metric)
-                if (
-                    value is not None
-                    and not isinstance(value, bool | str)
-                    and threshold.trigger(value, threshold.limit)
-                ):
-                    self._hot.add(device.id)
-                    self._threshold(threshold, device, value, now)
-            return
-        held = False
-        for threshold in thresholds:
-            value = metrics.get(threshold.metric)
-            key = (threshold.rule.name, device.id)
-            if value is not None and not isinstance(value, bool | str):
-                self._threshold(threshold, device, value, now)
-            held = held or key in self._firing or key in self._pending
-        if not held:
-            self._hot.discard(device.id)
-
-    def _threshold(self, threshold: Threshold, device: DeviceEntry, value: float, now: float) -> None:
-        key = (threshold.rule.name, device.id)
-        alert = self._firing.get(key)
-        if alert is not None:
-            # Hysteresis: between the trigger and the clear level a firing alert stays firing.
-            if threshold.cleared(value):
-                del self._firing[key]
-                self._emit(alert.resolved(now, value))
-            return
-        if not threshold.trigger(value, threshold.limit):
-            self._pending.pop(key, None)  # the for-duration starts again next time
-            return
-        if threshold.for_s <= 0:
-            self._fire(threshold.rule, device, now, value)
-            return
-        pending = self._pending.get(key)
-        if pending is None:
-            self._pending[key] = _Pending(now + threshold.for_s, device, threshold.rule, value)
-        elif pending.due <= now:
-            del self._pending[key]
-            self._fire(threshold.rule, device, pending.due, value)
-        else:
-            pending.value = value
-
-    def _events(self, rules: DeviceRules, device: DeviceEntry, events: tuple[str, ...], now: float) -> None:
-        for event in events:
-            for rule in rules.clears.get(event, ()):
-                self._resolve(rule.name, device.id, now)
-            for rule in rules.events.get(event, ()):
-                key = (rule.name, device.id)
-                if rule.clear_event is not None:
-                    if key not in self._firing:
-                        self._fire(rule, device, now, event)
-                    continue
-                if rule.cooldown_s > 0:
-                    last = self._last_event.get(key)
-                    if last is not None and now - last < rule.cooldown_s:
-                        continue
-                    self._last_event[key] = now
-                self._fire(rule, device, now, event, keep=False)  # a one-shot: the case closes it
-
     def _household(self, place_id: int, now: float, active: bool) -> None:
         path = self._places.get(place_id)
         self._watched.add(place_id)
@@ -289,31 +193,6 @@ class RuleEngine:
             self.households.activity(place_id, path, now)
         else:
             self.households.watch(place_id, path, now)
-
-    def _fire(
-        self, rule: _Fired, device: DeviceEntry, at: float, value: float | str | None, *, keep: bool = True
-    ) -> None:
-        alert = make_alert(
-            name=rule.name,
-            rule_type=rule.type,
-            severity=rule.severity,
-            category=rule.category,
-            started_at=at,
-            device_id=device.id,
-            device_serial=device.serial,
-            kind=device.kind,
-            place_id=device.place_id,
-            value=value,
-            summary=rule.description,
-        )
-        if keep:
-            self._firing[(rule.name, device.id)] = alert
-        self._emit(alert)
-
-    def _resolve(self, name: str, device_id: int, now: float) -> None:
-        alert = self._firing.pop((name, device_id), None)
-        if alert is not None:
-            self._emit(alert.resolved(now))
 
     def _emit(self, alert: Alert) -> None:
         self.emitted += 1

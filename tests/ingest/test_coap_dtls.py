@@ -16,10 +16,12 @@ CLIENT = "coap-client-openssl"
 pytestmark = pytest.mark.skipif(shutil.which(CLIENT) is None, reason="needs Debian's libcoap3-bin")
 
 
-async def post(hub: CoapHub, identity: str, key: bytes, serial: str, payload: bytes, cf: int = 50) -> str:
+async def post(
+    hub: CoapHub, identity: str, key: bytes, serial: str, payload: bytes, cf: int = 50, wait: int = 5
+) -> str:
     """POST over DTLS with libcoap; returns what it printed (response code line or errors)."""
     uri = f"coaps://127.0.0.1:{hub.coap.dtls_port}/t/{serial}"
-    args = ["-m", "post", "-B", "5", "-u", identity, "-k", key, "-t", str(cf), "-f", "-", uri]
+    args = ["-m", "post", "-B", str(wait), "-u", identity, "-k", key, "-t", str(cf), "-f", "-", uri]
     proc = await asyncio.create_subprocess_exec(
         CLIENT,
         *args,
@@ -61,7 +63,7 @@ async def test_right_key_is_accepted_and_stored(coap_hub: CoapHub) -> None:
 async def test_wrong_key_fails_the_handshake_and_stores_nothing(coap_hub: CoapHub) -> None:
     key = await psk(coap_hub, "C-1")
     wrong = bytes((b ^ 0x5A) or 1 for b in key)
-    printed = await post(coap_hub, "C-1", wrong, "C-1", reading("smoke", "json", seq=1, battery=11))
+    printed = await post(coap_hub, "C-1", wrong, "C-1", reading("smoke", "json", seq=1, battery=11), wait=1)
     assert "2.04" not in printed and printed.strip() != ""
     assert await coap_hub.samples("C-1", "battery") == []
     # The same device with its right key right after.
@@ -103,7 +105,7 @@ async def test_rotated_and_revoked_keys_stop_working(coap_hub: CoapHub) -> None:
     await coap_hub.rotate("C-3")
     new = await psk(coap_hub, "C-3")
     coap_hub.clock.now += 1
-    printed = await post(coap_hub, "C-3", old, "C-3", reading("smoke", "json", seq=2, battery=31))
+    printed = await post(coap_hub, "C-3", old, "C-3", reading("smoke", "json", seq=2, battery=31), wait=1)
     assert "2.04" not in printed and printed.strip() != ""
     assert (
         await post(coap_hub, "C-3", new, "C-3", reading("smoke", "json", seq=3, battery=32))

@@ -14,6 +14,7 @@ import typer
 from hub import __version__
 from hub.cli_devices import devices_app, labels
 from hub.cli_keys import keys_app
+from hub.cli_mosquitto import mosquitto_app
 from hub.cli_simulate import simulate
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, HubError, StartupError
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(devices_app, name="devices")
+app.add_typer(mosquitto_app, name="mosquitto")
 app.command("labels")(labels)
 app.command("simulate")(simulate)
 

@@ -94,8 +94,9 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     if settings.mqtt.mode == "embedded":
         from hub.ingest.broker import EmbeddedBroker
 
-        lifecycle.add(EmbeddedBroker(settings.mqtt))
-    if settings.simulate.enabled:
+        broker = EmbeddedBroker(settings.mqtt)
+        lifecycle.add(broker)
+    if settings.simulate.enabled and settings.mqtt.mode == "embedded":
         from hub.simulate.component import DemoFleet
         from hub.simulate.street import StreetShape
 
@@ -103,7 +104,7 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         shape = StreetShape(
             sim.communities, sim.grids_per_community, sim.buildings_per_grid, sim.households_per_building
         )
-        lifecycle.add(DemoFleet(hub, shape, sim.rate, sim.scenario_every))
+        lifecycle.add(DemoFleet(hub, broker, shape, sim.rate, sim.scenario_every))
     return hub
 
 

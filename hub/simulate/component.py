@@ -7,6 +7,7 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from hub.errors import StartupError
 from hub.lifecycle import TaskSet
 from hub.simulate.runner import FleetRunner
 from hub.simulate.street import StreetShape, build_demo_street, load_fleet, save_fleet
@@ -15,6 +16,7 @@ from provisioning.credentials import CredentialStore, SecretBox
 
 if TYPE_CHECKING:
     from hub.app import Hub
+    from hub.ingest.broker import EmbeddedBroker
 
 __all__ = ["DemoFleet"]
 
@@ -27,8 +29,11 @@ class DemoFleet:
 
     name = "demo-fleet"
 
-    def __init__(self, hub: Hub, shape: StreetShape, rate: float, scenario_every: float) -> None:
+    def __init__(
+        self, hub: Hub, broker: EmbeddedBroker, shape: StreetShape, rate: float, scenario_every: float
+    ) -> None:
         self.hub = hub
+        self.broker = broker
         self.shape = shape
         self.rate = rate
         self.scenario_every = scenario_every
@@ -47,12 +52,9 @@ class DemoFleet:
             save_fleet(path, fleet)
             await self.hub.ingest.directory.load_all()
             log.info("demo: enrolled %d simulated devices; their secrets are in %s", len(fleet), path)
-        where = (
-            self.hub.listening.get("mqtt-broker")
-            or f"{self.hub.settings.mqtt.host}:{self.hub.settings.mqtt.port}"
-        )
-        host, _, port = where.rpartition(":")
-        self.runner = FleetRunner(fleet, host, int(port), rate=self.rate)
+        if self.broker.port is None:
+            raise StartupError("demo fleet: the embedded broker is not listening")
+        self.runner = FleetRunner(fleet, self.broker.settings.host, self.broker.port, rate=self.rate)
         await self.runner.connect_all()
         self._tasks.spawn(self.runner.run(), name="demo-fleet-traffic")
         if self.scenario_every > 0:

@@ -63,6 +63,7 @@ class FleetRunner:
             config = {
                 "keep_alive": 60,
                 "auto_reconnect": False,
+                "connection_timeout": 5,
                 "will": {"topic": status_topic(dev.serial), "message": "offline", "qos": 1, "retain": True},
             }
             client = MQTTClient(client_id=dev.serial, config=config)

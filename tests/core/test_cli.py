@@ -119,12 +119,16 @@ def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_
     """The demo takes a free port when 1883 (here: a busy port) is taken, is ready, and Ctrl-C stops it cleanly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_MQTT_PORT": str(busy_port), "HUB_WEB_PORT": "0", "PYTHONWARNINGS": "default"})
+    # A small simulated street keeps the start quick; the fleet must still connect and publish.
+    env.update({"HUB_SIMULATE_COMMUNITIES": "1", "HUB_SIMULATE_GRIDS_PER_COMMUNITY": "1", "HUB_SIMULATE_RATE": "20"})
+    # stderr goes to a file: a pipe nobody reads would fill up and stall the hub.
+    err_file = (tmp_path / "stderr.txt").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-X", "dev", "-m", "hub", "demo", "--var-dir", str(tmp_path / "demo")],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=err_file,
         text=True,
     )
     try:
@@ -132,7 +136,7 @@ def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_
         lines: dict[str, str] = {}
         while "HTTP" not in lines or "mqtt-broker" not in lines:
             line = proc.stdout.readline()
-            assert line, f"demo ended early: {proc.stderr.read() if proc.stderr else ''}"
+            assert line, f"demo ended early: {(tmp_path / 'stderr.txt').read_text()}"
             if "HTTP on" in line:
                 lines["HTTP"] = line.split("HTTP on ", 1)[1].strip()
             elif "mqtt-broker on" in line:
@@ -141,13 +145,16 @@ def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_
         ready = httpx.get(lines["HTTP"] + "/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert all(c["ok"] for c in ready.json()["components"].values())
-        assert {"database", "mqtt-broker"} <= set(ready.json()["components"])
+        assert {"database", "telemetry", "ingest", "mqtt-broker", "demo-fleet"} <= set(ready.json()["components"])
+        assert ready.json()["components"]["demo-fleet"]["detail"].startswith("25 connected, 0 refused")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        out, _ = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+        err_file.close()
+    err = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == 0, err
     assert "iothub: stopped" in out
     for bad in ("Task was destroyed", "Unclosed", "ResourceWarning", "Traceback", "never awaited"):

@@ -12,6 +12,7 @@ from hub.db.cases import (
     HouseholdAway,
 )
 from hub.db.devices import Device, DeviceClaim, DeviceEvent, DeviceSecret
+from hub.db.outbox import OutboxMessage
 from hub.db.people import ApiKey, Responder, api_key_places, responder_places
 from hub.db.places import Place
 from hub.db.status import DeviceStatus
@@ -33,6 +34,7 @@ __all__ = [
     "EscalationPolicyRow",
     "EscalationStep",
     "HouseholdAway",
+    "OutboxMessage",
     "Place",
     "Responder",
     "api_key_places",

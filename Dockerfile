@@ -7,8 +7,11 @@ COPY hub ./hub
 COPY drivers ./drivers
 COPY alerts ./alerts
 COPY provisioning ./provisioning
-RUN pip install --no-cache-dir . && useradd --system --home /var/lib/iothub iothub && mkdir -p /var/lib/iothub \
-    && chown iothub /var/lib/iothub
+# DTLSSocket (CoAP over DTLS-PSK) builds tinydtls from source.
+RUN apt-get update && apt-get install -y --no-install-recommends autoconf automake libtool gcc make \
+    && pip install --no-cache-dir . DTLSSocket \
+    && apt-get purge -y autoconf automake libtool gcc make && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+RUN useradd --system --home /var/lib/iothub iothub && mkdir -p /var/lib/iothub && chown iothub /var/lib/iothub
 USER iothub
 WORKDIR /var/lib/iothub
 ENV HUB_VAR_DIR=/var/lib/iothub HUB_WEB_HOST=0.0.0.0 HUB_MQTT_HOST=0.0.0.0 HUB_COAP_HOST=0.0.0.0

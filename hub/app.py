@@ -91,6 +91,12 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         credential_events=credential_events,
         clock=clock,
     )
+    if settings.coap.enabled:
+        from hub.ingest.coap import CoapIngest
+        from provisioning.credentials import SecretBox
+
+        box = SecretBox(settings.secret_key.get_secret_value())
+        lifecycle.add(CoapIngest(settings.coap, ingest, box, credential_events, settings.var_dir / "coap"))
     if settings.mqtt.mode == "embedded":
         from hub.ingest.broker import EmbeddedBroker
 

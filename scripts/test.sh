@@ -90,6 +90,8 @@ install_debian_packages
 ensure_postgres
 ensure_prism
 ensure_venv
+step "dtls: DTLSSocket for CoAP over DTLS-PSK"
+"$ROOT/scripts/install_dtls.sh" "$VENV/bin/python" || die "scripts/install_dtls.sh"
 
 # Run every check even after a failure, so one run shows all that is wrong.
 failed=()

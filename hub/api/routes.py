@@ -5,6 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from hub.api import apikeys, devices, enrollment, health, places, responders, telemetry
+from hub.api import cases as cases_api
+from hub.api import households as households_api
+from hub.api import rules as rules_api
 
 __all__ = ["include_routers"]
 
@@ -18,3 +21,6 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(enrollment.router)
     app.include_router(devices.router)
     app.include_router(telemetry.router)
+    app.include_router(cases_api.router)
+    app.include_router(rules_api.router)
+    app.include_router(households_api.router)

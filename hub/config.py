@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerts.limits import NotifyPolicy
 from hub.telemetry.influx import InfluxStoreConfig
 
 __all__ = [
@@ -95,6 +96,8 @@ class TwilioSettings(_Section):
     messaging_service_sid: str | None = None
     # Only tests point the SDK elsewhere (Prism).
     base_url: str | None = None
+    # Rate limits, daily street budget, bundling and retries of the notifiers (alerts/limits.py).
+    policy: NotifyPolicy = Field(default_factory=NotifyPolicy)
 
     @property
     def configured(self) -> bool:

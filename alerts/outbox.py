@@ -1,0 +1,310 @@
+"""The outbox: notifications become rows in the caller's transaction; a named worker task sends them.
+
+At least once, never twice for one step and person: the idempotency key is UNIQUE, and a row is
+claimed as "sending" (committed) *before* the request to Twilio. A row still "sending" after the lease
+(the worker died between send and record) is never resent blindly: a status callback for its outbox
+id settles it, or the sweep marks it "unknown" and tells ``DeliveryFeedback`` so the escalation moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import case, event, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.contracts import CaseActions, DeliveryFeedback, Notification
+from alerts.limits import NotifyPolicy, backoff, is_urgent
+from alerts.notifiers.base import ChannelSender, Outgoing, Sent
+from alerts.notifiers.delivery import report_feedback, sweep_lost
+from alerts.notifiers.gate import Group, form_groups, streets_of
+from hub.config import Settings
+from hub.db import Database
+from hub.db.outbox import IN_FLIGHT_STATUSES, OutboxMessage
+from hub.errors import NotifierError
+from provisioning.audit import record, utcnow
+
+__all__ = ["Outbox"]
+
+log = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _insert_ignoring_duplicates(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING, in the dialect's own construct."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(OutboxMessage).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(OutboxMessage).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+class Outbox:
+    """The ``Notifier`` of the case side, and the component whose worker task delivers the rows."""
+
+    name = "outbox"
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        channels: Mapping[str, ChannelSender],
+        *,
+        policy: NotifyPolicy | None = None,
+        actions: CaseActions | None = None,
+        feedback: DeliveryFeedback | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.channels = dict(channels)
+        self.policy = policy or settings.twilio.policy
+        self.actions = actions
+        self.feedback = feedback
+        self.clock = clock
+        registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "iothub_twilio_requests", "Requests sent to Twilio", ["channel"], registry=registry
+        )
+        self.outcomes = Counter(
+            "iothub_outbox_outcomes", "Outbox rows by outcome", ["channel", "outcome"], registry=registry
+        )
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- Notifier ---------------------------------------------------------------------------------
+
+    async def enqueue(self, session: AsyncSession, notifications: list[Notification]) -> int:
+        """Store the notifications not stored before (by idempotency key); returns how many were new."""
+        unique = list({n.idempotency_key: n for n in reversed(notifications)}.values())[::-1]
+        if not unique:
+            return 0
+        now = self.clock()
+        streets = await streets_of(session, unique)
+        rows = [
+            {
+                "idempotency_key": n.idempotency_key,
+                "kind": n.kind,
+                "channel": n.channel,
+                "case_id": n.case_id,
+                "case_code": n.case_code,
+                "step_id": n.step_id,
+                "responder_id": n.responder_id,
+                "phone": n.phone,
+                "language": n.language,
+                "street_id": street,
+                "urgent": is_urgent(n.kind, n.facts, self.policy),
+                "facts": _jsonable(n.facts),
+                "status": "pending",
+                "due_at": n.due_at,
+                "next_attempt_at": n.due_at,
+                "created_at": now,
+                "attempts": 0,
+                "cost_estimate": 0.0,
+            }
+            for n, street in zip(unique, streets, strict=True)
+        ]
+        stmt = _insert_ignoring_duplicates(session.get_bind().dialect.name)
+        new = len((await session.execute(stmt.returning(OutboxMessage.id), rows)).all())
+        if new:
+            # Wake the worker once the caller's transaction commits (not before: it could roll back).
+            event.listen(session.sync_session, "after_commit", lambda _s: self._wake.set(), once=True)
+        return new
+
+    # -- Component --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the worker task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-worker")
+
+    async def stop(self) -> None:
+        """Stop the worker (a row it was sending stays "sending" for the sweep) and close the channels."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for channel in {id(c): c for c in self.channels.values()}.values():
+            await channel.close()
+
+    async def health(self) -> tuple[bool, str]:
+        """Healthy while the worker runs; says how many rows wait."""
+        running = self._task is not None and not self._task.done()
+        async with self.db.session() as session:
+            waiting = await session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
+            )
+        return running, f"{'running' if running else 'stopped'}, {waiting} pending"
+
+    def wake(self) -> None:
+        """Make the worker look for due rows now."""
+        self._wake.set()
+
+    def callback_url(self, outbox_id: int) -> str | None:
+        """Where Twilio reports the status of this row's request."""
+        base = self.settings.web.public_base_url
+        return f"{base.rstrip('/')}/twilio/status/{outbox_id}" if base else None
+
+    def gather_url(self, outbox_id: int) -> str | None:
+        """Where Twilio posts the key pressed during this row's call."""
+        base = self.settings.web.public_base_url
+        return f"{base.rstrip('/')}/twilio/voice/{outbox_id}/gather" if base else None
+
+    # -- Worker -----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.run_once()
+            except Exception:  # the loop must outlive a bad cycle (database hiccup); the next one retries
+                log.exception("outbox cycle failed")
+                sent = 0
+            if sent:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+
+    async def _idle_wait(self) -> float:
+        async with self.db.session() as session:
+            due = await session.scalar(
+                select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.status == "pending")
+            )
+        if due is None:
+            return self.policy.poll_interval_s
+        return min(max((due - self.clock()).total_seconds(), 0.001), self.policy.poll_interval_s)
+
+    async def run_once(self) -> int:
+        """One cycle: settle lost rows, claim due rows, send them; returns how many requests were made."""
+        await sweep_lost(self)
+        groups = await self._claim()
+        if groups:
+            limit = asyncio.Semaphore(self.policy.concurrency)
+
+            async def send(group: Group) -> None:
+                async with limit:
+                    await self._send(group)
+
+            async with asyncio.TaskGroup() as tasks:
+                for group in groups:
+                    tasks.create_task(send(group), name=f"outbox-send-{group.leader.id}")
+        await report_feedback(self)
+        return len(groups)
+
+    async def _claim(self) -> list[Group]:
+        now = self.clock()
+        async with self.db.session() as session:
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+                .limit(self.policy.batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            rows = list((await session.execute(query)).scalars())
+            if not rows:
+                return []
+            groups = await form_groups(session, rows, now, self.policy, self.gather_url)
+            for group in groups:
+                for row in group.rows:
+                    row.status, row.claimed_at, row.attempts = "sending", now, row.attempts + 1
+                    row.bundle_id = None if row is group.leader else group.leader.id
+                group.leader.body, group.leader.cost_estimate = group.body, group.cost
+                if group.warnings:
+                    await self.enqueue(session, group.warnings)
+            for row in rows:
+                if row.status == "suppressed":
+                    self.outcomes.labels(row.channel, f"suppressed_{row.reason}").inc()
+                    record(
+                        session,
+                        "outbox",
+                        "system",
+                        "notify_suppressed",
+                        "outbox",
+                        row.id,
+                        {"reason": row.reason},
+                        self.clock,
+                    )
+        return groups
+
+    async def _send(self, group: Group) -> None:
+        leader = group.leader
+        channel = self.channels[leader.channel]
+        message = Outgoing(leader.id, leader.phone, group.body, group.twiml, self.callback_url(leader.id))
+        try:
+            sent = await channel.send(message)
+        except NotifierError as exc:
+            await self._failed(group, exc)
+            return
+        await self._record(group, sent)
+
+    async def _record(self, group: Group, sent: Sent) -> None:
+        # The create answer is the first status only; outcomes come from status callbacks.
+        status = sent.status if sent.status in IN_FLIGHT_STATUSES else "queued"
+        ids = [r.id for r in group.rows]
+        now = self.clock()
+        async with self.db.session() as session:
+            # A status callback may have come first: then it holds the newer status.
+            keep = case((OutboxMessage.status == "sending", status), else_=OutboxMessage.status)
+            values = {"status": keep, "twilio_sid": sent.sid, "sent_at": now, "reason": None}
+            await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(**values))
+            if sent.price is not None:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == group.leader.id)
+                    .values(price=sent.price, price_unit=sent.price_unit)
+                )
+        self.outcomes.labels(group.leader.channel, "sent").inc(len(ids))
+
+    async def _failed(self, group: Group, exc: NotifierError) -> None:
+        now = self.clock()
+        leader = group.leader
+        ids = [r.id for r in group.rows]
+        retry = exc.retryable and leader.attempts < self.policy.max_attempts
+        async with self.db.session() as session:
+            base = update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+            if retry:
+                later = now + backoff(leader.attempts, self.policy)
+                await session.execute(
+                    base.values(
+                        status="pending", next_attempt_at=later, bundle_id=None, reason=exc.message[:200]
+                    )
+                )
+            else:
+                await session.execute(base.values(status="failed", settled_at=now, reason=exc.message[:200]))
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids), OutboxMessage.step_id.is_not(None))
+                    .values(feedback="due")
+                )
+                record(
+                    session,
+                    "outbox",
+                    "system",
+                    "notify_failed",
+                    "outbox",
+                    leader.id,
+                    {"rows": ids, "error": exc.message},
+                    self.clock,
+                )
+        self.outcomes.labels(leader.channel, "retry" if retry else "failed").inc(len(ids))
+        log.warning("outbox #%s: %s (%s)", leader.id, exc.message, "will retry" if retry else "gave up")

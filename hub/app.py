@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -16,6 +17,9 @@ from hub.api.routes import include_routers
 from hub.config import Settings
 from hub.db import Database
 from hub.ingest.service import IngestService
+
+if TYPE_CHECKING:
+    from alerts.evaluator import RuleEvaluator
 from hub.lifecycle import Lifecycle, TaskSet
 from hub.metrics import HubMetrics
 from hub.telemetry.base import TelemetryStore
@@ -37,6 +41,7 @@ class Hub:
     lifecycle: Lifecycle
     store: TelemetryStore
     ingest: IngestService
+    evaluator: RuleEvaluator
     credential_events: CredentialEvents
     clock: Callable[[], dt.datetime] = utcnow
     tasks: TaskSet = field(default_factory=TaskSet)
@@ -65,6 +70,7 @@ class Hub:
 
 def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> Hub:
     """Assemble the components the settings ask for, in start order."""
+    from alerts.evaluator import RuleEvaluator
     from drivers import DRIVERS
     from hub.telemetry.component import TelemetryComponent, make_store
 
@@ -81,6 +87,9 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     credential_events = CredentialEvents()
     ingest = IngestService(db, store, DRIVERS, metrics, credential_events, epoch)
     lifecycle.add(ingest)
+    # Hooked into ingest before any transport starts, so no uplink escapes the rules.
+    evaluator = RuleEvaluator(db, ingest, DRIVERS, metrics, epoch)
+    lifecycle.add(evaluator)
     hub = Hub(
         settings=settings,
         metrics=metrics,
@@ -88,6 +97,7 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         lifecycle=lifecycle,
         store=store,
         ingest=ingest,
+        evaluator=evaluator,
         credential_events=credential_events,
         clock=clock,
     )
@@ -98,10 +108,14 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         box = SecretBox(settings.secret_key.get_secret_value())
         lifecycle.add(CoapIngest(settings.coap, ingest, box, credential_events, settings.var_dir / "coap"))
     if settings.mqtt.mode == "embedded":
-        from hub.ingest.broker import EmbeddedBroker
+        from hub.ingest.mqtt_embedded import EmbeddedMqtt
 
-        broker = EmbeddedBroker(settings.mqtt)
+        broker = EmbeddedMqtt(settings.mqtt, ingest, credential_events, epoch)
         lifecycle.add(broker)
+    else:
+        from hub.ingest.mqtt_client import ExternalMqtt
+
+        lifecycle.add(ExternalMqtt(settings.mqtt, ingest, epoch))
     if settings.simulate.enabled and settings.mqtt.mode == "embedded":
         from hub.simulate.component import DemoFleet
         from hub.simulate.street import StreetShape

@@ -30,6 +30,13 @@ class HubMetrics:
             "iothub_http_request_seconds", "HTTP request duration", ["route"], registry=r
         )
 
+        self.rules = Gauge(
+            "iothub_rules", "Rule engine figures (readings, firing, deadman lag, ...)", ["stat"], registry=r
+        )
+        self.rules_last_tick = Gauge(
+            "iothub_rules_last_tick_timestamp_seconds", "When the rule engine last ticked", registry=r
+        )
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)

@@ -49,6 +49,8 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.hooks: list[ReadingHook] = []
+        # Called with (device, now) when a device goes offline (the rule engine's offline rules).
+        self.offline_hooks: list[Callable[[DeviceEntry, float], None]] = []
         self._accepted: dict[tuple[str, str], Any] = {}
         self._refused: dict[tuple[str, str], Any] = {}
 
@@ -116,5 +118,11 @@ class Pipeline:
     def went_offline(self, device: DeviceEntry, why: str) -> None:
         """Mark a device offline (last will, lost session) and tell the live stream."""
         self.states.set_online(device.id, False)
+        now = self.clock()
+        for hook in self.offline_hooks:
+            try:
+                hook(device, now)
+            except Exception:
+                log.exception("offline hook %r failed for %s", hook, device.serial)
         if self.bus.subscribers:
             self.bus.publish({"type": "offline", "device": device.serial, "kind": device.kind, "why": why})

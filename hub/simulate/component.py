@@ -16,7 +16,7 @@ from provisioning.credentials import CredentialStore, SecretBox
 
 if TYPE_CHECKING:
     from hub.app import Hub
-    from hub.ingest.broker import EmbeddedBroker
+    from hub.ingest.mqtt_embedded import EmbeddedMqtt
 
 __all__ = ["DemoFleet"]
 
@@ -30,7 +30,7 @@ class DemoFleet:
     name = "demo-fleet"
 
     def __init__(
-        self, hub: Hub, broker: EmbeddedBroker, shape: StreetShape, rate: float, scenario_every: float
+        self, hub: Hub, broker: EmbeddedMqtt, shape: StreetShape, rate: float, scenario_every: float
     ) -> None:
         self.hub = hub
         self.broker = broker

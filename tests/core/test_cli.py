@@ -134,18 +134,18 @@ def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_
     try:
         assert proc.stdout is not None
         lines: dict[str, str] = {}
-        while "HTTP" not in lines or "mqtt-broker" not in lines:
+        while "HTTP" not in lines or "mqtt" not in lines:
             line = proc.stdout.readline()
             assert line, f"demo ended early: {(tmp_path / 'stderr.txt').read_text()}"
             if "HTTP on" in line:
                 lines["HTTP"] = line.split("HTTP on ", 1)[1].strip()
-            elif "mqtt-broker on" in line:
-                lines["mqtt-broker"] = line.split(" on ", 1)[1].strip()
-        assert not lines["mqtt-broker"].endswith(f":{busy_port}")
+            elif "mqtt on" in line:
+                lines["mqtt"] = line.split(" on ", 1)[1].strip()
+        assert not lines["mqtt"].endswith(f":{busy_port}")
         ready = httpx.get(lines["HTTP"] + "/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert all(c["ok"] for c in ready.json()["components"].values())
-        assert {"database", "telemetry", "ingest", "mqtt-broker", "demo-fleet"} <= set(ready.json()["components"])
+        assert {"database", "telemetry", "ingest", "coap", "mqtt", "demo-fleet"} <= set(ready.json()["components"])
         assert ready.json()["components"]["demo-fleet"]["detail"].startswith("25 connected, 0 refused")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)

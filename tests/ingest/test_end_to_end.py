@@ -39,7 +39,6 @@ async def test_mqtt_uplinks_land_in_influxdb_and_feed_the_rules(
         street = await build_street(hub.db)
         smoke = await enroll(hub.db, "E2E-SM", "smoke", street.households[0])
         panic = await enroll(hub.db, "E2E-PB", "panic_button", street.households[1])
-            )
         port = int(hub.listening["mqtt"].rsplit(":", 1)[1])
         sensor = Device("E2E-SM", port, smoke.secrets.mqtt_password)
         button = Device("E2E-PB", port, panic.secrets.mqtt_password)

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -47,6 +47,8 @@ class Hub:
     tasks: TaskSet = field(default_factory=TaskSet)
     listening: dict[str, str] = field(default_factory=dict)
     started: bool = False
+    # The MQTT component (embedded broker or external client): commands go down through it.
+    mqtt: Any = None
 
     async def start(self) -> None:
         """Start every component in order (once), and note where each listens."""
@@ -112,10 +114,12 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
 
         broker = EmbeddedMqtt(settings.mqtt, ingest, credential_events, epoch)
         lifecycle.add(broker)
+        hub.mqtt = broker
     else:
         from hub.ingest.mqtt_client import ExternalMqtt
 
-        lifecycle.add(ExternalMqtt(settings.mqtt, ingest, epoch))
+        hub.mqtt = ExternalMqtt(settings.mqtt, ingest, epoch)
+        lifecycle.add(hub.mqtt)
     if settings.simulate.enabled and settings.mqtt.mode == "embedded":
         from hub.simulate.component import DemoFleet
         from hub.simulate.street import StreetShape

@@ -74,6 +74,8 @@ async def enroll_device(
         result = await enroll.enroll_direct(
             session, spec, actor=Actor(principal.actor, "api"), store=store, principal=principal, clock=clock
         )
+    # After the commit: ingest forgets any "unknown serial" it remembered for this device.
+    store.announce(result.device.id, "enrolled")
     return _enrolled(result, clock, body.household)
 
 
@@ -96,6 +98,7 @@ async def claim(body: ClaimBody, hub: HubDep, principal: Technician, clock: Cloc
         principal=principal,
         clock=clock,
     )
+    store.announce(result.device.id, "claimed")
     return _enrolled(result, clock, body.household)
 
 

@@ -14,7 +14,7 @@ from hub.db.places import Place
 from hub.errors import InvalidInput, NotFound
 from hub.ingest.directory import DeviceEntry
 
-__all__ = ["MAX_POINTS", "router"]
+__all__ = ["MAX_POINTS", "device_for", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 Reader = Annotated[Principal, Depends(require_roles("operator", "technician", "responder", "integrator"))]
@@ -23,7 +23,8 @@ Staff = Annotated[Principal, Depends(require_roles("operator", "technician"))]
 MAX_POINTS = 10_000
 
 
-async def _device(hub: Any, serial: str, principal: Principal) -> DeviceEntry:
+async def device_for(hub: Any, serial: str, principal: Principal) -> DeviceEntry:
+    """The device with ``serial`` if the principal may see it (404 otherwise, or 403 outside its places)."""
     entry: DeviceEntry | None = await hub.ingest.directory.lookup(serial)
     if entry is None:
         raise NotFound(f"no device with serial {serial!r}", field="serial")
@@ -51,7 +52,7 @@ async def telemetry(
     ] = None,
 ) -> dict[str, Any]:
     """Samples of one metric of one device in [start, end); default: the last 24 hours."""
-    entry = await _device(hub, serial, principal)
+    entry = await device_for(hub, serial, principal)
     if metric not in entry.driver.metrics:
         known = ", ".join(sorted(entry.driver.metrics))
         raise InvalidInput(f"a {entry.kind} device has no metric {metric!r}; it has {known}", field="metric")
@@ -82,7 +83,7 @@ async def telemetry(
 @router.get("/devices/{serial}/status")
 async def status(serial: str, hub: HubDep, principal: Reader) -> dict[str, Any]:
     """Last seen, online, battery, signal, position and latest values of one device."""
-    entry = await _device(hub, serial, principal)
+    entry = await device_for(hub, serial, principal)
     live = hub.ingest.states.get(entry.id)
     body: dict[str, Any] = {"serial": entry.serial, "kind": entry.kind, "state": entry.state}
     if live is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from hub.api import apikeys, commands, devices, enrollment, health, places, responders, telemetry
+from hub.api import apikeys, commands, devices, enrollment, health, live, places, responders, telemetry
 from hub.api import cases as cases_api
 from hub.api import households as households_api
 from hub.api import rules as rules_api
@@ -22,6 +22,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(devices.router)
     app.include_router(telemetry.router)
     app.include_router(commands.router)
+    app.include_router(live.router)
     app.include_router(cases_api.router)
     app.include_router(rules_api.router)
     app.include_router(households_api.router)

@@ -1,0 +1,44 @@
+"""The live event stream for the command center: Server-Sent Events of readings and offline devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from hub.api.auth import Principal, require_roles
+from hub.api.deps import HubDep
+
+__all__ = ["KEEPALIVE", "router"]
+
+router = APIRouter(prefix="/api/v1", tags=["live"])
+Watcher = Annotated[Principal, Depends(require_roles("operator"))]
+# Proxies close idle streams; a comment line every so often keeps it open and notices gone clients.
+KEEPALIVE = 15.0
+
+
+def _frame(event: dict[str, Any]) -> str:
+    return f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, ensure_ascii=False, default=str)}\n\n"
+
+
+@router.get("/events")
+async def events(hub: HubDep, principal: Watcher, request: Request) -> StreamingResponse:
+    """Every accepted reading and every device going offline, as they happen (text/event-stream)."""
+
+    async def stream() -> AsyncIterator[str]:
+        async with hub.ingest.bus.subscribe() as queue:
+            yield "retry: 3000\n: connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield _frame(event)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

@@ -116,6 +116,7 @@ async def _budget_warnings(
     day = now.astimezone(SHANGHAI).date()
     facts = {
         "place": street.name,
+        "street_id": street.id,  # the warning's own cost counts against the street too
         "pct": round(100 * spent / budget),
         "spent": f"{spent:.2f}",
         "budget": f"{budget:.2f}",
@@ -180,20 +181,17 @@ async def form_groups(
         if leader.kind == "case_alert":
             sent = by_phone[leader.phone]
             same_channel = [at for ch, at in sent if ch == leader.channel]
-            later = None
+            later, why = None, "bundled"
             if same_channel and policy.bundle_window_s > 0:
                 opens = max(same_channel) + dt.timedelta(seconds=policy.bundle_window_s)
                 later = opens if opens > now else None
             if later is None and not any(r.urgent for r in group.rows):
-                later = rate_defer(
-                    [at for _ch, at in sent], now, policy.per_responder_max, policy.per_responder_window_s
-                )
+                times = [at for _ch, at in sent]
+                later = rate_defer(times, now, policy.per_responder_max, policy.per_responder_window_s)
+                why = "responder rate limit"
             if later is not None:
                 for row in group.rows:
-                    row.next_attempt_at, row.reason = (
-                        later,
-                        "bundled" if same_channel else "responder rate limit",
-                    )
+                    row.next_attempt_at, row.reason = later, why
                 continue
             sent.append((leader.channel, now))
         ready.append(group)

@@ -49,8 +49,10 @@ class CountingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         """Count the request (by channel), then send it."""
         if method.upper() == "POST":
             self._on_request(_channel_of(url))
+        if auth is not None:  # aiohttp deprecates BasicAuth objects, which the SDK would build
+            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
         response: Response = await super().request(
-            method, url, params, data, headers, auth, timeout, allow_redirects
+            method, url, params, data, headers, None, timeout, allow_redirects
         )
         return response
 

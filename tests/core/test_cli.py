@@ -120,7 +120,9 @@ def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_MQTT_PORT": str(busy_port), "HUB_WEB_PORT": "0", "PYTHONWARNINGS": "default"})
     # A small simulated street keeps the start quick; the fleet must still connect and publish.
-    env.update({"HUB_SIMULATE_COMMUNITIES": "1", "HUB_SIMULATE_GRIDS_PER_COMMUNITY": "1", "HUB_SIMULATE_RATE": "20"})
+    env.update(
+        {"HUB_SIMULATE_COMMUNITIES": "1", "HUB_SIMULATE_GRIDS_PER_COMMUNITY": "1", "HUB_SIMULATE_RATE": "20"}
+    )
     # stderr goes to a file: a pipe nobody reads would fill up and stall the hub.
     err_file = (tmp_path / "stderr.txt").open("w+")
     proc = subprocess.Popen(
@@ -145,7 +147,9 @@ def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_
         ready = httpx.get(lines["HTTP"] + "/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert all(c["ok"] for c in ready.json()["components"].values())
-        assert {"database", "telemetry", "ingest", "coap", "mqtt", "demo-fleet"} <= set(ready.json()["components"])
+        assert {"database", "telemetry", "ingest", "coap", "mqtt", "demo-fleet"} <= set(
+            ready.json()["components"]
+        )
         assert ready.json()["components"]["demo-fleet"]["detail"].startswith("25 connected, 0 refused")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)

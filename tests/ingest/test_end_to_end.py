@@ -78,4 +78,3 @@ async def test_mqtt_uplinks_land_in_influxdb_and_feed_the_rules(
             device.close()
         await hub.stop()
     assert _count(influxdb, influx_database, "panic_button", "E2E-PB") == 1
-

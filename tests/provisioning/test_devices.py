@@ -135,4 +135,4 @@ async def test_rotate_and_revoke_through_the_api(database_url: str, tmp_path: Pa
         assert revoked.status_code == 200
         with pytest.raises(Exception, match="refused"):
             await store.verify_mqtt_password("PB-1", second)
-        assert heard == [(device_id, "rotated"), (device_id, "revoked")]
+        assert heard == [(device_id, "enrolled"), (device_id, "rotated"), (device_id, "revoked")]

@@ -13,7 +13,9 @@ from alerts.engine import RuleEngine
 from alerts.ruleset import RuleSet
 from drivers.base import Driver
 from hub.db import Database
+from hub.db.cases import HouseholdAway
 from hub.db.places import Place
+from hub.errors import NotFound
 from hub.ingest.service import IngestService
 from hub.lifecycle import TaskSet
 from hub.metrics import HubMetrics
@@ -55,6 +57,7 @@ class RuleEvaluator:
     async def start(self) -> None:
         """Learn the places, re-arm deadlines from stored state, hook into ingest, start ticking."""
         await self.refresh_places()
+        await self._restore_away()
         armed = self.engine.rearm(self.ingest.directory.entries(), self.ingest.states.all(), self.clock())
         log.info("rules: %d rules, %d devices armed", len(self.engine.rules), armed)
         self.ingest.pipeline.hooks.append(self.engine)
@@ -66,6 +69,35 @@ class RuleEvaluator:
         async with self.db.session() as session:
             rows = (await session.execute(select(Place.id, Place.path))).all()
         self.engine.set_places({row.id: row.path for row in rows})
+
+    def set_away(self, place_id: int, away: bool) -> None:
+        """Away mode on or off for a household; a place newer than the engine's map is learned first."""
+        try:
+            self._apply_away(place_id, away)
+        except NotFound:
+            self._tasks.spawn(self._away_after_refresh(place_id, away), name=f"rules-away-{place_id}")
+
+    def _apply_away(self, place_id: int, away: bool) -> None:
+        if away:
+            self.engine.set_away(place_id, self.clock())
+        else:
+            self.engine.clear_away(place_id, self.clock())
+
+    async def _away_after_refresh(self, place_id: int, away: bool) -> None:
+        await self.refresh_places()
+        try:
+            self._apply_away(place_id, away)
+        except NotFound:
+            log.warning("rules: away mode for unknown place %s ignored", place_id)
+
+    async def _restore_away(self) -> None:
+        # Away mode is stored; the engine must know it again after a restart, or absent residents raise alarms.
+        now = self.clock()
+        async with self.db.session() as session:
+            rows = (await session.execute(select(HouseholdAway.place_id, HouseholdAway.until))).all()
+        for row in rows:
+            if row.until is None or row.until.timestamp() > now:
+                self.engine.set_away(row.place_id, now)
 
     async def _tick_loop(self) -> None:
         since_places = 0.0

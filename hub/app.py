@@ -20,6 +20,8 @@ from hub.ingest.service import IngestService
 
 if TYPE_CHECKING:
     from alerts.evaluator import RuleEvaluator
+    from alerts.outbox import Outbox
+    from alerts.service import CaseService
 from hub.lifecycle import Lifecycle, TaskSet
 from hub.metrics import HubMetrics
 from hub.telemetry.base import TelemetryStore
@@ -42,6 +44,8 @@ class Hub:
     store: TelemetryStore
     ingest: IngestService
     evaluator: RuleEvaluator
+    outbox: Outbox
+    cases: CaseService
     credential_events: CredentialEvents
     clock: Callable[[], dt.datetime] = utcnow
     tasks: TaskSet = field(default_factory=TaskSet)
@@ -92,6 +96,9 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     # Hooked into ingest before any transport starts, so no uplink escapes the rules.
     evaluator = RuleEvaluator(db, ingest, DRIVERS, metrics, epoch)
     lifecycle.add(evaluator)
+    outbox, cases = _case_side(settings, db, evaluator, metrics, clock, epoch)
+    lifecycle.add(outbox)
+    lifecycle.add(cases)
     hub = Hub(
         settings=settings,
         metrics=metrics,
@@ -100,6 +107,8 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         store=store,
         ingest=ingest,
         evaluator=evaluator,
+        outbox=outbox,
+        cases=cases,
         credential_events=credential_events,
         clock=clock,
     )
@@ -130,6 +139,41 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         )
         lifecycle.add(DemoFleet(hub, broker, shape, sim.rate, sim.scenario_every))
     return hub
+
+
+def _case_side(
+    settings: Settings,
+    db: Database,
+    evaluator: RuleEvaluator,
+    metrics: HubMetrics,
+    clock: Callable[[], dt.datetime],
+    epoch: Callable[[], float],
+) -> tuple[Outbox, CaseService]:
+    """The outbox (notifier) and the case service; each needs the other, so they are tied after building."""
+    from alerts.casestore import CaseConfig
+    from alerts.notifiers import build_outbox
+    from alerts.service import CaseService
+    from alerts.workdays import WorkdayCalendar
+    from drivers import DRIVERS
+
+    engine = evaluator.engine
+    outbox = build_outbox(db, settings, clock=clock, registry=metrics.registry)
+    # Years the holiday data does not cover yet are counted Mon-Fri, with one warning each (docs/sla.md).
+    config = CaseConfig(calendar=WorkdayCalendar.load(fallback_weekends=True))
+
+    cases = CaseService(
+        db,
+        evaluator.queue,
+        outbox,
+        config,
+        clock,
+        drivers=DRIVERS,
+        swap_rules=lambda rules: engine.swap(rules, epoch()),
+        away_hook=evaluator.set_away,
+    )
+    outbox.actions = cases.desk
+    outbox.feedback = cases.feedback
+    return outbox, cases
 
 
 def create_app(settings: Settings, hub: Hub | None = None) -> FastAPI:

@@ -1,15 +1,32 @@
-"""The whole hub as `iothub serve` builds it: MQTT device → registry auth → pipeline → InfluxDB, and the rule engine."""
+"""The whole hub as `iothub serve` builds it: MQTT device → auth → pipeline → InfluxDB; a panic press → an urgent case."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from sqlalchemy import select
+
+from alerts.escalation import list_steps
 from drivers import DRIVERS
 from hub.app import build_hub
 from hub.config import Settings
+from hub.db import Database
+from hub.db.cases import Case
 from tests.fleet import TEST_SECRET_KEY, build_street, enroll
 from tests.ingest.test_mqtt_kit import Device, eventually
 from tests.servers.influxdb import InfluxServer
+
+
+async def _wait_for_case(db: Database) -> Case:
+    for _ in range(500):
+        async with db.session() as session:
+            found = (await session.scalars(select(Case))).all()
+        if found:
+            assert len(found) == 1, [c.code for c in found]
+            return found[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError("no case was opened for the panic press")
 
 
 def _count(influxdb: InfluxServer, database: str, measurement: str, serial: str) -> int:
@@ -55,9 +72,12 @@ async def test_mqtt_uplinks_land_in_influxdb_and_feed_the_rules(
         await eventually(
             lambda: _count(influxdb, influx_database, "smoke", "E2E-SM") == 20, "20 points in InfluxDB"
         )
-        await eventually(lambda: len(hub.evaluator.queue) > 0, "an alert from the panic press")
-        alerts = hub.evaluator.queue.drain()
-        assert [(a.category, a.device_serial) for a in alerts if a.firing] == [("panic", "E2E-PB")]
+        # The panic press becomes an urgent case with its escalation steps planned and stored.
+        case = await _wait_for_case(hub.db)
+        assert (case.category, case.urgency, case.state) == ("panic", "urgent", "discovered")
+        async with hub.db.session() as session:
+            steps = await list_steps(session, case.id)
+        assert steps and all(step.due_at is not None for step in steps)
         status = hub.ingest.states.get(smoke.device.id)
         assert status is not None and status.metrics["battery"] == 70 and status.seq.highest == 20
         refused = hub.metrics.registry.get_sample_value(
@@ -65,14 +85,9 @@ async def test_mqtt_uplinks_land_in_influxdb_and_feed_the_rules(
         )
         assert refused == 1
         readiness = {c.name: c.ok for c in await hub.lifecycle.health()}
-        assert readiness == {
-            "database": True,
-            "telemetry": True,
-            "ingest": True,
-            "rules": True,
-            "coap": True,
-            "mqtt": True,
-        }
+        assert readiness == dict.fromkeys(
+            ["database", "telemetry", "ingest", "rules", "outbox", "cases", "coap", "mqtt"], True
+        )
     finally:
         for device in devices:
             device.close()

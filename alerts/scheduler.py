@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.caseflow import RATING, rating_step
 from alerts.cases import CaseState, EventKind
 from alerts.casestore import CaseConfig, add_event
 from alerts.contracts import Channel, Notification, Notifier
@@ -88,6 +89,8 @@ class EscalationScheduler:
 
     async def _run(self, session: AsyncSession, step: EscalationStep, now: dt.datetime) -> int:
         case = await session.get(Case, step.case_id)
+        if case is not None and step.origin == RATING:
+            return await rating_step(session, self.notifier, case, step, now)
         # Policy steps wait for an accept; an overdue escalation also informs a level up after it.
         live = case is not None and (
             case.state == CaseState.DISCOVERED or (step.origin == "overdue" and case.state in _ACTIVE)
@@ -97,7 +100,8 @@ class EscalationScheduler:
             return 0
         place = await session.get(Place, step.place_id) if step.place_id is not None else None
         matches = [] if place is None else await responders_for(session, place.code, role=step.role, at=now)
-        notes = [self._notification(case, step, m.responder, place, now) for m in matches]
+        where = await _where(session, case)
+        notes = [self._notification(case, step, m.responder, place, now, where) for m in matches]
         sent = await self.notifier.enqueue(session, notes) if notes else 0
         step.state, step.done_at = "done", now
         step.responder_ids = [m.responder.id for m in matches]
@@ -125,13 +129,20 @@ class EscalationScheduler:
         return sent
 
     def _notification(
-        self, case: Case, step: EscalationStep, responder: Responder, place: Place | None, now: dt.datetime
+        self,
+        case: Case,
+        step: EscalationStep,
+        responder: Responder,
+        place: Place | None,
+        now: dt.datetime,
+        where: list[str] | None = None,
     ) -> Notification:
         channel: Channel = "voice" if step.channel == "voice" else "sms"
         facts = {
             "category": case.category,
             "severity": case.severity,
-            "place": None if place is None else place.name,
+            # Where the case is, from the community down (a street's responders know their district and street).
+            "place": where or (None if place is None else place.name),
             "place_code": None if place is None else place.code,
             "opened_at": case.opened_at.isoformat(),
             "summary": case.summary or case.description,
@@ -227,3 +238,13 @@ class EscalationScheduler:
         )
         await session.flush()
         return True
+
+
+async def _where(session: AsyncSession, case: Case) -> list[str]:
+    """The names on the case's place path below the street: community › grid › building › household."""
+    if not case.place_path:
+        return []
+    ids = [int(part) for part in case.place_path.strip("/").split("/") if part]
+    rows = (await session.execute(select(Place.id, Place.name, Place.level).where(Place.id.in_(ids)))).all()
+    by_id = {row.id: row for row in rows}
+    return [by_id[i].name for i in ids if i in by_id and by_id[i].level not in ("district", "street")]

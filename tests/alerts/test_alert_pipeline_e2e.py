@@ -42,10 +42,13 @@ async def test_panic_press_opens_an_urgent_case(database_url: str, tmp_path: Pat
         async with hub.db.session() as session:
             cases = await list_cases(session, CaseFilter())
             phones = (await session.scalars(select(OutboxMessage.phone))).all()
+            facts = (await session.scalars(select(OutboxMessage.facts))).all()
         assert [(c.category, c.urgency, c.state) for c in cases] == [("panic", "urgent", "discovered")]
         assert steps[0].state == "done" and steps[1].state == "planned"
         assert steps[1].due_at == T0 + dt.timedelta(seconds=steps[0].wait_s)
         assert phones == [town.phones["building_leader"]]
+        # The message says where, from the community down to the household (not just "room 101").
+        assert len(facts[0]["place"]) == 4
 
 
 async def _first_step_done(hub: Hub) -> list[EscalationStep]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.caseflow import RATING, rating_step
+from alerts.caseflow import request_ratings
 from alerts.cases import CaseState, EventKind
 from alerts.casestore import CaseConfig, add_event
 from alerts.contracts import Channel, Notification, Notifier
@@ -35,6 +35,7 @@ class TickReport:
     notifications: int = 0
     overdue: int = 0
     escalated: int = 0
+    ratings: int = 0
 
 
 def _key(step_id: int, responder_id: int, channel: str) -> str:
@@ -55,10 +56,13 @@ class EscalationScheduler:
     ) -> None:
         self.db, self.notifier, self.cfg, self.clock, self.batch = db, notifier, cfg, clock, batch
 
-    async def tick(self) -> TickReport:
-        """Run due steps, then flag and escalate overdue cases; every step commits with its notifications."""
+    async def tick(self, *, ratings: bool = True) -> TickReport:
+        """Run due steps, flag and escalate overdue cases, ask resolved cases for a rating (unless not)."""
         report = TickReport()
         now = self.clock()
+        if ratings:
+            async with self.db.session() as session:
+                report.ratings = await request_ratings(session, self.notifier, now)
         while True:
             async with self.db.session() as session:
                 done, sent = await self._due_steps(session, now)
@@ -89,8 +93,6 @@ class EscalationScheduler:
 
     async def _run(self, session: AsyncSession, step: EscalationStep, now: dt.datetime) -> int:
         case = await session.get(Case, step.case_id)
-        if case is not None and step.origin == RATING:
-            return await rating_step(session, self.notifier, case, step, now)
         # Policy steps wait for an accept; an overdue escalation also informs a level up after it.
         live = case is not None and (
             case.state == CaseState.DISCOVERED or (step.origin == "overdue" and case.state in _ACTIVE)

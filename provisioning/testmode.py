@@ -10,12 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db.devices import Device
 from hub.errors import Conflict, InvalidInput
-from provisioning.audit import Clock, utcnow
+from provisioning.audit import Clock, record, utcnow
 from provisioning.devices import TRANSITIONS, Actor, add_event, effective_state
 
-__all__ = ["MAX_MINUTES", "MIN_MINUTES", "end_test", "expire_tests", "is_in_test", "start_test"]
+__all__ = [
+    "MAX_MINUTES",
+    "MIN_MINUTES",
+    "TEST_STARTED",
+    "end_test",
+    "expire_tests",
+    "is_in_test",
+    "start_test",
+]
 
 MIN_MINUTES, MAX_MINUTES = 1, 240
+# The audit action of each test start; its detail holds the phone the confirmations go to (alerts/testmode.py).
+TEST_STARTED = "device.test_started"
 
 
 def is_in_test(device: Device, now: dt.datetime) -> bool:
@@ -24,9 +34,18 @@ def is_in_test(device: Device, now: dt.datetime) -> bool:
 
 
 async def start_test(
-    session: AsyncSession, device: Device, minutes: int, *, actor: Actor, clock: Clock = utcnow
+    session: AsyncSession,
+    device: Device,
+    minutes: int,
+    *,
+    actor: Actor,
+    clock: Clock = utcnow,
+    notify_phone: str | None = None,
 ) -> Device:
-    """Put ``device`` in test until now + ``minutes``, remembering who; a second call extends or shortens it."""
+    """Put ``device`` in test until now + ``minutes``, remembering who (and a phone for the confirmations).
+
+    A second call extends or shortens it; the phone of the latest call is the one used.
+    """
     if not MIN_MINUTES <= minutes <= MAX_MINUTES:
         raise InvalidInput(f"minutes must be between {MIN_MINUTES} and {MAX_MINUTES}", field="minutes")
     now = clock()
@@ -44,6 +63,8 @@ async def start_test(
     await session.flush()
     note = f"test for {minutes} min, until {device.test_until.isoformat()}"
     add_event(session, device, "test", actor, note=note, at=now, before=before)
+    detail = {"until": device.test_until.isoformat(), "notify_phone": notify_phone}
+    record(session, actor.name, actor.channel, TEST_STARTED, "device", device.id, detail, lambda: now)
     return device
 
 

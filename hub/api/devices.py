@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from hub.db.places import Place
 from provisioning import devices, testmode
 from provisioning.audit import Clock
 from provisioning.credentials import CredentialEvents, CredentialStore, SecretBox
+from provisioning.responders import normalise_phone
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -99,6 +100,13 @@ class TestRequest(BaseModel):
 
     model_config = {"extra": "forbid"}
     minutes: int = Field(ge=testmode.MIN_MINUTES, le=testmode.MAX_MINUTES)
+    # Where the "test alarm received" SMS goes when the caller's key is linked to no responder's phone.
+    notify_phone: str | None = None
+
+    @field_validator("notify_phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_phone(value)
 
 
 class Note(BaseModel):
@@ -171,10 +179,17 @@ async def change_state(
 async def start_test(
     device_id: int, body: TestRequest, hub: HubDep, principal: Technician, clock: ClockDep
 ) -> dict[str, Any]:
-    """Put the device in test for ``minutes`` (1-240); it leaves test by itself."""
+    """Put the device in test for ``minutes`` (1-240); it leaves test by itself; alarms confirm to the caller."""
     async with hub.db.session() as session:
         device, code = await allowed_device(session, device_id, principal)
-        await testmode.start_test(session, device, body.minutes, actor=_actor(principal), clock=clock)
+        await testmode.start_test(
+            session,
+            device,
+            body.minutes,
+            actor=_actor(principal),
+            clock=clock,
+            notify_phone=body.notify_phone,
+        )
     return device_out(device, clock(), code)
 
 

@@ -8,10 +8,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _ingest_fleet import HUB_USER, SECRET_KEY, Fleet
 from _ingest_proc import Child, Usage
+from _ingest_profile import Profiler
 
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
@@ -19,7 +21,6 @@ from tests.servers.mosquitto import MosquittoServer
 __all__ = ["Bench", "Run", "run_bare", "run_hub"]
 
 MEASUREMENTS = '"smoke","door","panic_button"'
-POLL_S = 0.05
 
 
 @dataclass
@@ -87,19 +88,14 @@ async def influx_count(client: httpx.AsyncClient, database: str) -> int:
     return sum(int(s["values"][0][1]) for s in series)
 
 
-async def wait_in_influx(bench: Bench, database: str, expected: int, hub: Child) -> tuple[int, float]:
-    """Poll the count until ``expected`` or no progress for ``--stall`` s; returns it and when it was seen."""
-    async with httpx.AsyncClient(base_url=bench.influx.url, timeout=30) as client:
-        seen, seen_at = -1, time.monotonic()
-        while True:
-            count = await influx_count(client, database)
-            now = time.monotonic()
-            hub.sample()
-            if count != seen:
-                seen, seen_at = count, now
-            if count >= expected or now - seen_at > bench.args.stall:
-                return count, seen_at
-            await asyncio.sleep(POLL_S)
+async def wait_for_hub(hub: Child) -> dict[str, Any]:
+    """Sample the hub's CPU and RSS until it says InfluxDB acknowledged the last point (or stalled)."""
+    reached = asyncio.ensure_future(hub.expect("reached", timeout=3600))
+    while not reached.done():
+        hub.sample()
+        await asyncio.wait({reached}, timeout=0.1)
+    hub.sample()
+    return reached.result()
 
 
 def hub_settings(bench: Bench, broker: str, qos: int, database: str) -> Path:
@@ -149,6 +145,8 @@ async def run_hub(bench: Bench, broker: str, qos: int, mode: str) -> Run:
     connected = await load.expect("connected")
     if connected["failed"]:
         raise SystemExit(f"{connected['failed']} devices could not connect; see {load.log_path}")
+    expected = bench.per_device() * len(bench.fleet.devices)
+    await hub.send("watch", target=expected, stall=bench.args.stall)
     await load.send("go")
     if mode == "drained":
         sent = await load.expect("sent")
@@ -157,8 +155,15 @@ async def run_hub(bench: Bench, broker: str, qos: int, mode: str) -> Run:
         t0 = float((await hub.expect("mqtt_started"))["t0"])
     else:
         hub.mark()
-    expected = bench.per_device() * len(bench.fleet.devices)
-    count, last = await wait_in_influx(bench, database, expected, hub)
+    profiler = None
+    if bench.args.profile:
+        assert hub.proc is not None
+        profiler = Profiler(hub.proc.pid, bench.root / f"run{bench.runs}-hub.pyspy")
+        await profiler.start()
+    reached = await wait_for_hub(hub)
+    last = float(reached["at"])
+    if profiler is not None:
+        print(f"  profile of the hub, {broker} QoS {qos} {mode}:\n{await profiler.stop()}")
     if mode == "live":
         sent = await load.expect("sent")
         t0 = float(sent["t0"])
@@ -167,6 +172,10 @@ async def run_hub(bench: Bench, broker: str, qos: int, mode: str) -> Run:
     await hub.send("stop")
     stats = await hub.expect("stopped")
     await hub.close()
+    async with httpx.AsyncClient(base_url=bench.influx.url, timeout=60) as client:
+        count = await influx_count(client, database)  # what counts is what InfluxDB holds
+    if count != expected:
+        print(f"  hub stats: {stats}; see {hub.log_path}")
     if stats["refused"]:
         print(f"  note: the hub refused {stats['refused']} uplinks; see {hub.log_path}")
     publisher = sent["messages"] / max(1e-9, sent["t1"] - sent["t0"])

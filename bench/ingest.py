@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stall", type=float, default=10.0, help="give up after this many s without progress"
     )
     parser.add_argument("--only", choices=["hub", "bare"], help="measure one side only")
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub's measured window (slows it)")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (logs, settings) and say where"
     )

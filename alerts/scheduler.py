@@ -92,7 +92,12 @@ class EscalationScheduler:
         return len(steps), sent
 
     async def _run(self, session: AsyncSession, step: EscalationStep, now: dt.datetime) -> int:
-        case = await session.get(Case, step.case_id)
+        # The desk locks a case before its steps; waiting here for the case, with the step locked, could
+        # deadlock (PostgreSQL): a case locked now is being answered, so its step waits for the next tick.
+        locked = select(Case).where(Case.id == step.case_id).with_for_update(skip_locked=True)
+        case = (await session.execute(locked)).scalars().first()
+        if case is None:
+            return 0
         # Policy steps wait for an accept; an overdue escalation also informs a level up after it.
         live = case is not None and (
             case.state == CaseState.DISCOVERED or (step.origin == "overdue" and case.state in _ACTIVE)

@@ -15,7 +15,7 @@ from hub.errors import InvalidInput
 __all__ = ["CHANNELS", "Clock", "list_events", "record", "utcnow"]
 
 Clock = Callable[[], dt.datetime]
-CHANNELS = ("api", "cli", "sms", "voice", "central", "system")
+CHANNELS = ("api", "cli", "web", "sms", "voice", "central", "system")
 
 
 def utcnow() -> dt.datetime:

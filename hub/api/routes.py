@@ -8,6 +8,7 @@ from hub.api import apikeys, commands, devices, enrollment, health, live, places
 from hub.api import cases as cases_api
 from hub.api import households as households_api
 from hub.api import rules as rules_api
+from hub.web import claim as claim_page
 from hub.api import twilio as twilio_api
 
 __all__ = ["include_routers"]
@@ -28,3 +29,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(rules_api.router)
     app.include_router(households_api.router)
     app.include_router(twilio_api.router)
+    app.include_router(claim_page.router)

@@ -8,8 +8,8 @@ from hub.api import apikeys, commands, devices, enrollment, health, live, places
 from hub.api import cases as cases_api
 from hub.api import households as households_api
 from hub.api import rules as rules_api
-from hub.web import claim as claim_page
 from hub.api import twilio as twilio_api
+from hub.web import claim as claim_page
 
 __all__ = ["include_routers"]
 

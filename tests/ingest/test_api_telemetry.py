@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,7 +115,8 @@ def test_status_and_dead_letters(client: tuple[TestClient, dict[str, str], Clock
     assert never["online"] is False and never["last_seen"] is None
     letters = http.get("/api/v1/ingest/dead-letters", headers=auth(keys["operator"])).json()
     assert letters["total"] == 1 and letters["items"][0]["device"] == "SM-1"
-    assert letters["items"][0]["reason"] == "truncated" or letters["items"][0]["reason"]
+    assert letters["items"][0]["reason"] == "unknown_format"
+    assert base64.b64decode(letters["items"][0]["payload_b64"]) == b"\x00garbage"
 
 
 @pytest.mark.parametrize(

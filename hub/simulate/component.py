@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["DemoFleet"]
 
 log = logging.getLogger(__name__)
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 DEMO_SCENARIOS: tuple[Scenario, ...] = ("panic", "fire", "sos", "malformed", "replay")
 
 
@@ -54,11 +55,30 @@ class DemoFleet:
             log.info("demo: enrolled %d simulated devices; their secrets are in %s", len(fleet), path)
         if self.broker.port is None:
             raise StartupError("demo fleet: the embedded broker is not listening")
-        self.runner = FleetRunner(fleet, self.broker.settings.host, self.broker.port, rate=self.rate)
+        coap_host, coap_port = self._coap_address()
+        self.runner = FleetRunner(
+            fleet,
+            self.broker.settings.host,
+            self.broker.port,
+            rate=self.rate,
+            coap_host=coap_host,
+            coap_port=coap_port,
+            state_dir=path.parent / "fleet-oscore",
+        )
         await self.runner.connect_all()
         self._tasks.spawn(self.runner.run(), name="demo-fleet-traffic")
         if self.scenario_every > 0:
             self._tasks.spawn(self._scenarios(), name="demo-fleet-scenarios")
+
+    def _coap_address(self) -> tuple[str | None, int | None]:
+        """Where the hub's CoAP ingest listens (it starts before the fleet); no port: no CoAP traffic."""
+        for component in self.hub.lifecycle.components:
+            port = getattr(component, "port", None)
+            if component.name == "coap" and port is not None:
+                host = str(component.settings.host)  # type: ignore[attr-defined]
+                # A wildcard bind is reached through loopback from inside the process.
+                return _LOOPBACK.get(host, host), int(port)
+        return None, None
 
     async def _scenarios(self) -> None:
         rng = random.Random()
@@ -80,4 +100,4 @@ class DemoFleet:
         if self.runner is None:
             return False, "not started"
         s = self.runner.stats
-        return s.connected > 0, f"{s.connected} connected, {s.refused} refused, {s.published} published"
+        return s.connected > 0, s.summary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from drivers.base import Format
 from hub.db import Database
 from hub.db.places import Place
 from hub.simulate.traffic import SimDevice
@@ -24,6 +26,9 @@ __all__ = ["StreetShape", "build_demo_street", "load_fleet", "save_fleet"]
 ACTOR = Actor("simulator", "cli")
 # Every household of the demo gets a smoke sensor, a door sensor and a panic button; every grid worker a body-cam.
 HOUSEHOLD_KINDS = ("smoke", "door", "panic_button")
+# NB-IoT devices: in a CoAP household the smoke and door sensors speak CoAP; the pendant stays on MQTT.
+COAP_KINDS = ("smoke", "door")
+COAP_FORMATS: tuple[Format, ...] = ("binary", "cbor", "json")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,17 @@ class StreetShape:
     grids_per_community: int = 2
     buildings_per_grid: int = 2
     households_per_building: int = 4
+    # The share of households whose smoke and door sensors are NB-IoT devices speaking CoAP (0 to 1).
+    coap_share: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.coap_share <= 1.0:
+            raise ValueError(f"coap_share must be between 0 and 1, not {self.coap_share}")
+
+    def is_coap(self, household_index: int) -> bool:
+        """Whether the household numbered ``household_index`` (from 0) has CoAP sensors: spread evenly."""
+        n = household_index
+        return math.floor((n + 1) * self.coap_share + 1e-9) > math.floor(n * self.coap_share + 1e-9)
 
     @property
     def households(self) -> int:
@@ -64,6 +80,7 @@ async def build_demo_street(
         street = await _place(session, f"{prefix}-S1", "street", "示范街道 Demo Street", district)
     fleet: list[SimDevice] = []
     phone = 13800000000
+    homes = coap_homes = 0
     for c in range(1, shape.communities + 1):
         async with db.session() as session:
             community = await _place(session, f"{street}-C{c}", "community", f"社区 {c}", street)
@@ -92,24 +109,36 @@ async def build_demo_street(
                         household = await _place(
                             session, f"{building}-U{h:02d}", "household", f"{h:02d} 室", building
                         )
-                        for kind in HOUSEHOLD_KINDS:
-                            serial = f"{household}-{kind[:2].upper()}"
-                            done = await enroll_direct(
-                                session,
-                                DeviceSpec(serial=serial, kind=kind, household=household),
-                                actor=ACTOR,
-                                store=store,
-                            )
-                            fleet.append(
-                                SimDevice(serial, kind, done.secrets.mqtt_password, household, building)
-                            )
+                        # NB-IoT households take turns with the format, so all three reach the hub.
+                        fmt = COAP_FORMATS[coap_homes % len(COAP_FORMATS)] if shape.is_coap(homes) else None
+                        homes += 1
+                        coap_homes += fmt is not None
+                        fleet += await _household_devices(session, store, household, building, fmt)
     return fleet
+
+
+async def _household_devices(
+    session: AsyncSession, store: CredentialStore, household: str, building: str, coap_fmt: Format | None
+) -> list[SimDevice]:
+    """Enroll a household's devices; with ``coap_fmt`` its smoke and door sensors speak CoAP in that format."""
+    devices = []
+    for kind in HOUSEHOLD_KINDS:
+        serial = f"{household}-{kind[:2].upper()}"
+        coap = coap_fmt is not None and kind in COAP_KINDS
+        spec = DeviceSpec(serial=serial, kind=kind, household=household, transport="coap" if coap else "mqtt")
+        done = await enroll_direct(session, spec, actor=ACTOR, store=store)
+        dev = SimDevice(serial, kind, done.secrets.mqtt_password, household, building)
+        if coap and coap_fmt is not None and done.secrets.oscore is not None:
+            dev.transport, dev.fmt, dev.oscore = "coap", coap_fmt, done.secrets.oscore.for_device()
+        devices.append(dev)
+    return devices
 
 
 def save_fleet(path: Path, fleet: list[SimDevice]) -> None:
     """Write the fleet with its secrets to ``path``, readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT: tighten it too
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump([asdict(d) for d in fleet], out, ensure_ascii=False, indent=1)
 

@@ -27,6 +27,10 @@ class SimDevice:
     household: str | None = None
     building: str | None = None
     transport: str = "mqtt"
+    # CoAP devices: the device side of their OSCORE context (IssuedSecrets.oscore.for_device()).
+    oscore: dict[str, str] | None = None
+    # The payload format the device speaks: NB-IoT devices send CBOR or compact binary frames.
+    fmt: Format = "json"
     seq: int = 0
     battery: float = 100.0
     silent: bool = False
@@ -52,7 +56,9 @@ def _routine_fields(dev: SimDevice, rng: random.Random) -> dict[str, Any]:
             "alarm": False,
         }
     if dev.kind == "door":
+        # A heartbeat always says whether the door is open (the binary frame has no way to leave it out).
         fields: dict[str, Any] = {
+            "open": bool(dev.extra.get("open", False)),
             "battery": battery,
             "rssi": rssi,
             "voltage": round(2.4 + battery / 100 * 0.8, 2),
@@ -86,14 +92,14 @@ def _routine_fields(dev: SimDevice, rng: random.Random) -> dict[str, Any]:
     raise ValueError(f"no traffic model for kind {dev.kind!r}")
 
 
-def next_uplink(dev: SimDevice, rng: random.Random, now: float, fmt: Format = "json") -> bytes:
-    """One routine uplink of ``dev`` (a heartbeat with fresh values, sometimes a door opening)."""
+def next_uplink(dev: SimDevice, rng: random.Random, now: float, fmt: Format | None = None) -> bytes:
+    """One routine uplink of ``dev`` in ``fmt`` (default: the device's own format)."""
     fields = _routine_fields(dev, rng)
     fields["seq"] = dev.next_seq()
     fields["ts"] = round(now)
     if dev.kind == "panic_button" and not dev.moving:
         fields["moving"] = False
-    return DRIVERS[dev.kind].encode(fields, fmt)
+    return DRIVERS[dev.kind].encode(fields, fmt or dev.fmt)
 
 
 def scenario_uplinks(scenario: Scenario, dev: SimDevice, rng: random.Random, now: float) -> list[bytes]:
@@ -120,4 +126,4 @@ def scenario_uplinks(scenario: Scenario, dev: SimDevice, rng: random.Random, now
         raise ValueError(f"scenario {scenario!r} does not apply to a {dev.kind}")
     extra, names = chosen
     fields = {**_routine_fields(dev, rng), **extra, "events": names, "seq": dev.next_seq(), "ts": round(now)}
-    return [driver.encode(fields, "json")]
+    return [driver.encode(fields, dev.fmt)]

@@ -144,6 +144,10 @@ class RuleEngine:
                 self.conditions.drop(name, device_id, now)
         self.households.reload(rules.household_rules, now)
 
+    def knows_place(self, place_id: int) -> bool:
+        """Whether the place map has ``place_id`` (a newer place needs ``set_places`` first)."""
+        return place_id in self._places
+
     def set_places(self, places: Mapping[int, str]) -> None:
         """Replace the place id -> path map (after a place is created or moved)."""
         self._places = dict(places)

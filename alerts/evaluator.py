@@ -53,6 +53,7 @@ class RuleEvaluator:
             rules or RuleSet.build(drivers, []), self.queue, devices=ingest.directory.by_id
         )
         self._tasks = TaskSet()
+        self._unsubscribe: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Learn the places, re-arm deadlines from stored state, hook into ingest, start ticking."""
@@ -62,7 +63,23 @@ class RuleEvaluator:
         log.info("rules: %d rules, %d devices armed", len(self.engine.rules), armed)
         self.ingest.pipeline.hooks.append(self.engine)
         self.ingest.pipeline.offline_hooks.append(self.engine.on_offline)
+        self._unsubscribe = self.ingest.credential_events.subscribe(self._on_device_change)
         self._tasks.spawn(self._tick_loop(), name="rules-tick")
+
+    def _on_device_change(self, device_id: int, what: str) -> None:
+        # A device enrolled while the hub runs must be watched for silence from now, not from its first uplink:
+        # one that never speaks after installation is exactly what the deadman is for.
+        if what in ("enrolled", "claimed"):
+            self._tasks.spawn(self._arm_new(device_id), name=f"rules-arm-{device_id}")
+
+    async def _arm_new(self, device_id: int) -> None:
+        entry = await self.ingest.directory.refresh(device_id)
+        if entry is None:
+            return
+        if entry.place_id is not None and not self.engine.knows_place(entry.place_id):
+            await self.refresh_places()
+        status = self.ingest.states.get(device_id)
+        self.engine.rearm([entry], [status] if status is not None else [], self.clock())
 
     async def refresh_places(self) -> None:
         """Reload the place id → path map the engine scopes rules and households with."""
@@ -121,6 +138,9 @@ class RuleEvaluator:
 
     async def stop(self) -> None:
         """Unhook from ingest and stop ticking."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self.engine in self.ingest.pipeline.hooks:
             self.ingest.pipeline.hooks.remove(self.engine)
         if self.engine.on_offline in self.ingest.pipeline.offline_hooks:

@@ -9,6 +9,7 @@ import pytest
 from alerts.alert import Alert
 from alerts.deadman import DeadmanTracker, WheelSchedule
 from alerts.engine import RuleEngine
+from alerts.rules import parse_rules
 from alerts.ruleset import RuleSet
 from drivers import DRIVERS
 from drivers.base import Reading
@@ -149,11 +150,25 @@ def test_deadlines_survive_a_restart(schedule: str) -> None:
 
 def test_rearm_skips_devices_that_may_not_send_and_reopens_offline() -> None:
     out: list[Alert] = []
-    rules = RuleSet.build(DRIVERS)
-    engine = RuleEngine(rules, out.append)
+    offline = {"name": "offline", "type": "offline", "kind": "door", "severity": "major"}
+    engine = RuleEngine(RuleSet.build(DRIVERS, parse_rules([offline])), out.append)
     retired = entry(2)
     retired.state = "decommissioned"
-    statuses = [LiveStatus(1, last_seen=T0, online=False), LiveStatus(2, last_seen=T0, online=True)]
-    assert engine.rearm([entry(1), retired], statuses, T0 + 10) == 1
-    assert 2 not in engine.deadman
-    assert out == []  # door has no offline rule by default: nothing to reopen
+    statuses = [
+        LiveStatus(1, last_seen=T0, online=False),
+        LiveStatus(2, last_seen=T0, online=False),
+        LiveStatus(3, last_seen=T0, online=True),
+    ]
+    assert engine.rearm([entry(1), retired, entry(3)], statuses, T0 + 10) == 2
+    assert 2 not in engine.deadman and 1 in engine.deadman and 3 in engine.deadman
+    # Only the device stored as offline that may still send gets its offline alert back.
+    assert [(a.name, a.device_id, a.state.value, a.started_at) for a in out] == [
+        ("offline", 1, "firing", T0 + 10)
+    ]
+
+
+def test_rearm_with_the_default_rules_opens_nothing_for_an_offline_door() -> None:
+    out: list[Alert] = []
+    engine = RuleEngine(RuleSet.build(DRIVERS), out.append)
+    assert engine.rearm([entry(1)], [LiveStatus(1, last_seen=T0, online=False)], T0 + 10) == 1
+    assert out == []  # door has no offline rule by default

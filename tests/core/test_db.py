@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -67,8 +68,12 @@ async def test_health_reports_a_stopped_database(db: Database) -> None:
 
 async def test_unreachable_postgres_is_a_startup_error() -> None:
     """A server that does not answer gives a StartupError naming the URL without its password."""
-    database = Database(DatabaseSettings(url="postgresql+asyncpg://u:pw@127.0.0.1:1/none"))
-    with pytest.raises(StartupError) as info:
-        await database.start()
-    assert "127.0.0.1:1" in info.value.message
+    # A bound socket that does not listen: connections to its port are refused, and no one else can take it.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        database = Database(DatabaseSettings(url=f"postgresql+asyncpg://u:pw@127.0.0.1:{port}/none"))
+        with pytest.raises(StartupError) as info:
+            await database.start()
+    assert f"127.0.0.1:{port}" in info.value.message
     assert "pw" not in info.value.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from hub.cli import app
+from hub.config import DatabaseSettings
 from hub.db import Database
 from hub.db.people import ApiKey
 from hub.errors import AuthError, Conflict, Forbidden, InvalidInput
@@ -110,6 +112,16 @@ async def test_the_last_admin_key_cannot_be_revoked(db: Database) -> None:
         assert [i.key.name for i in await apikeys.list_keys(s)] == ["a2"]
 
 
+async def _authenticate(database_url: str, key: str) -> apikeys.Principal:
+    database = Database(DatabaseSettings(url=database_url))
+    await database.start()
+    try:
+        async with database.session() as s:
+            return await apikeys.authenticate(s, key)
+    finally:
+        await database.stop()
+
+
 def test_cli_bootstraps_lists_and_revokes(database_url: str, tmp_path: Path) -> None:
     """`iothub keys create` prints a working key once; list shows it; revoke takes it away."""
     env = tmp_path / "hub.env"
@@ -121,9 +133,15 @@ def test_cli_bootstraps_lists_and_revokes(database_url: str, tmp_path: Path) -> 
     assert made.exit_code == 0, made.output
     key = made.stdout.strip().splitlines()[0]
     assert key.startswith("hub_")
-    runner.invoke(app, ["keys", "create", "--role", "operator", "--name", "ops", "--env-file", str(env)])
+    principal = asyncio.run(_authenticate(database_url, key))
+    assert (principal.name, principal.role) == ("首个管理员", "admin")
+    ops = runner.invoke(
+        app, ["keys", "create", "--role", "operator", "--name", "ops", "--env-file", str(env)]
+    )
+    assert ops.exit_code == 0, ops.output
     listed = runner.invoke(app, ["keys", "list", "--env-file", str(env)])
     assert "首个管理员" in listed.stdout and "operator" in listed.stdout
+    assert key.split("_", 2)[2] not in listed.stdout  # the secret is printed once, at creation
     ops_id = next(line.split("\t")[0] for line in listed.stdout.splitlines() if "\tops\t" in line)
     assert runner.invoke(app, ["keys", "revoke", ops_id, "--env-file", str(env)]).exit_code == 0
     again = runner.invoke(app, ["keys", "revoke", ops_id, "--env-file", str(env)])

@@ -67,8 +67,9 @@ async def test_wrong_role_is_403(database_url: str, tmp_path: Path) -> None:
         assert (await api.client.get("/api/v1/audit", headers=api.auth(operator))).status_code == 200
         listed = await api.client.get("/api/v1/keys", headers=api.auth(operator))
         audit = await api.client.get("/api/v1/audit", headers=api.auth(integrator))
+        keys = await api.client.get("/api/v1/keys", headers=api.auth(integrator))
     assert listed.status_code == 403 and listed.json()["title"] == "forbidden"
-    assert audit.status_code == 403
+    assert audit.status_code == 403 and keys.status_code == 403
     assert "www-authenticate" not in listed.headers
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from hub.db import Database
 from hub.db.base import AuditEvent
 from hub.db.devices import DeviceEvent
-from hub.errors import Conflict, InvalidInput
+from hub.errors import AuthError, Conflict, InvalidInput
 from provisioning import devices
 from provisioning.enroll import DeviceSpec, enroll_direct
 from tests.provisioning.test_auth_kit import ManualClock, running_api
@@ -133,6 +133,6 @@ async def test_rotate_and_revoke_through_the_api(database_url: str, tmp_path: Pa
             f"/api/v1/devices/{device_id}/revoke", json={"note": "stolen"}, headers=api.auth()
         )
         assert revoked.status_code == 200
-        with pytest.raises(Exception, match="refused"):
+        with pytest.raises(AuthError, match="refused"):
             await store.verify_mqtt_password("PB-1", second)
         assert heard == [(device_id, "enrolled"), (device_id, "rotated"), (device_id, "revoked")]

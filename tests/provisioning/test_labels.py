@@ -54,10 +54,13 @@ def test_png_per_device_and_pdf_sheet(tmp_path: Path) -> None:
     assert len(re.findall(rb"/Type /Page\b(?!s)", pdf)) == 2 and b"/Count 2" in pdf
     # Every xref offset must point at its object, or readers reject the file.
     xref_at = int(pdf[pdf.rindex(b"startxref") + 10 :].split()[0])
-    entries = pdf[xref_at:].split(b"\n")[3:]
+    xref = pdf[xref_at:].split(b"\n")
+    assert xref[0] == b"xref" and xref[1].startswith(b"0 ")
+    size = int(xref[1].split()[1])
+    entries = xref[3 : 2 + size]
+    assert len(entries) == size - 1 > 0
     for number, entry in enumerate(entries, start=1):
-        if not entry.endswith(b" n "):
-            break
+        assert entry.endswith(b" n "), entry
         offset = int(entry[:10])
         assert pdf[offset:].startswith(f"{number} 0 obj".encode())
 

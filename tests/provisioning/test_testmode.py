@@ -76,7 +76,8 @@ async def test_test_mode_through_the_api(database_url: str, tmp_path: Path) -> N
         api.clock.advance(minutes=11)
         shown = (await api.client.get(f"/api/v1/devices/{device_id}", headers=api.auth(tech))).json()
         assert shown["in_test"] is False and shown["state"] == "claimed"
-        await api.client.post(url, json={"minutes": 240}, headers=api.auth(tech))
+        longest = await api.client.post(url, json={"minutes": 240}, headers=api.auth(tech))
+        assert longest.status_code == 200 and longest.json()["in_test"] is True
         ended = await api.client.delete(url, headers=api.auth(tech))
         assert (
             ended.status_code == 200

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -124,6 +125,8 @@ async def main(args: argparse.Namespace) -> list[Run]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as auto:
         root = Path(tmp or auto)
         started = time.monotonic()
+        # Other work on the machine moves every figure here: say how busy it was.
+        print("load average at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
         fleet = await enroll_fleet(root, args.devices)
         print(f"enrolled {len(fleet.devices)} devices in {time.monotonic() - started:.1f} s")
         mosq = MosquittoServer(
@@ -152,6 +155,7 @@ async def main(args: argparse.Namespace) -> list[Run]:
                                     flush=True,
                                 )
         summary(runs)
+        print("load average at end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
         if tmp:
             print(f"logs and settings kept in {tmp}")
     return runs

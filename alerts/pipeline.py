@@ -82,10 +82,11 @@ class AlertPipeline:
             decision: Decision = await decide(session, facts, self.cfg.dedup)
             case = await apply_alert(session, self.cfg, alert, decision, now)
             case_id, code = (None, None) if case is None else (case.id, case.code)
-        sent = 0
-        if case is not None and decision.reason in _URGENT_REASONS and self.scheduler is not None:
-            # The ticker asks for ratings; the alert path only sends what the new case made due.
-            sent = (await self.scheduler.tick(ratings=False)).notifications
+            sent = 0
+            if case is not None and decision.reason in _URGENT_REASONS and self.scheduler is not None:
+                # The first step goes in the case's own transaction: one commit, and the outbox wakes on it.
+                await session.flush()
+                sent = await self.scheduler.run_case(session, case.id, now)
         self.record(decision.reason)
         return Outcome(alert.fingerprint, decision.reason, case_id, code, sent)
 

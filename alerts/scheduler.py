@@ -56,13 +56,12 @@ class EscalationScheduler:
     ) -> None:
         self.db, self.notifier, self.cfg, self.clock, self.batch = db, notifier, cfg, clock, batch
 
-    async def tick(self, *, ratings: bool = True) -> TickReport:
-        """Run due steps, flag and escalate overdue cases, ask resolved cases for a rating (unless not)."""
+    async def tick(self) -> TickReport:
+        """Ask resolved cases for a rating, run due steps, then flag and escalate overdue cases."""
         report = TickReport()
         now = self.clock()
-        if ratings:
-            async with self.db.session() as session:
-                report.ratings = await request_ratings(session, self.notifier, now)
+        async with self.db.session() as session:
+            report.ratings = await request_ratings(session, self.notifier, now)
         while True:
             async with self.db.session() as session:
                 done, sent = await self._due_steps(session, now)
@@ -76,6 +75,22 @@ class EscalationScheduler:
                 done, sent = await self._due_steps(session, now)
             report.steps, report.notifications = report.steps + done, report.notifications + sent
         return report
+
+    async def run_case(self, session: AsyncSession, case_id: int, now: dt.datetime) -> int:
+        """Run one case's due steps in the caller's transaction (a new case notifies as it commits)."""
+        query = (
+            select(EscalationStep)
+            .where(
+                EscalationStep.case_id == case_id,
+                EscalationStep.state == "planned",
+                EscalationStep.due_at <= now,
+            )
+            .order_by(EscalationStep.due_at, EscalationStep.id)
+        )
+        sent = 0
+        for step in (await session.execute(query)).scalars().all():
+            sent += await self._run(session, step, now)
+        return sent
 
     async def _due_steps(self, session: AsyncSession, now: dt.datetime) -> tuple[int, int]:
         query = (

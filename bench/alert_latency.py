@@ -1,0 +1,295 @@
+"""Alert latency: panic press (paho → embedded broker) → the outbox's SDK call to Twilio (Prism), p50/p99.
+
+The hub runs in this process as `iothub serve` builds it (build_hub: embedded amqtt, rules, cases, outbox
+with the Twilio SDK pointed at Prism). Each press comes from its own panic button in its own building, so
+each opens a new urgent case whose first step texts that building's leader. Timestamps are taken on the
+hub side: the outbox's SMS channel is wrapped (here only) to note when a request is handed to the SDK, and
+a pipeline hook notes when the press was accepted by ingest (the reference: publish → pipeline accept).
+Two phases, each pressing every button once: alone, then under background telemetry published by a
+separate process (paho, QoS 0) at ``--load`` msg/s; the rate the hub really accepted is measured.
+
+    python bench/alert_latency.py [--presses 200] [--load 10000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts.notifiers.base import ChannelSender, Outgoing, Sent
+from drivers import DRIVERS
+from hub.app import Hub, build_hub
+from hub.config import Settings
+from provisioning.devices import Actor
+from provisioning.enroll import DeviceSpec, enroll_direct
+from provisioning.places import PlaceData, create_place
+from provisioning.responders import ResponderData, create_responder
+from tests.servers.prism import PrismServer
+
+__all__ = ["main"]
+
+ACTOR = Actor("bench", "cli")
+SID, TOKEN = "AC" + "0123456789abcdef" * 2, "bench-auth-token"
+
+
+class StampedChannel:
+    """The outbox's SMS channel, noting (perf_counter, phone) as each request is handed to the SDK."""
+
+    def __init__(self, inner: ChannelSender, stamps: dict[str, float]) -> None:
+        self.inner, self.stamps, self.name = inner, stamps, inner.name
+
+    async def send(self, message: Outgoing) -> Sent:
+        """Stamp, then send through the real channel."""
+        self.stamps.setdefault(message.to, time.perf_counter())
+        return await self.inner.send(message)
+
+    async def close(self) -> None:
+        """Close the real channel."""
+        await self.inner.close()
+
+
+def _client(serial: str, password: str, port: int) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=serial, clean_session=True)
+    client.username_pw_set(serial, password)
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    return client
+
+
+def _load(port: int, devices: list[tuple[str, str]], rate: float, stop: Any, sent: Any) -> None:
+    """Child process: publish smoke telemetry (QoS 0, binary frames) at ``rate`` msg/s until ``stop``."""
+    clients = [(serial, _client(serial, password, port)) for serial, password in devices]
+    time.sleep(1.0)
+    seq, start, done = 1, time.perf_counter(), 0
+    body = {"smoke": 0.01, "temperature": 21.0, "battery": 90, "rssi": -80}
+    while not stop.is_set():
+        owed = int((time.perf_counter() - start) * rate) - done
+        for _ in range(max(0, min(owed, 2000))):
+            serial, client = clients[done % len(clients)]
+            payload = DRIVERS["smoke"].encode({"seq": seq, **body}, "binary")
+            client.publish(f"devices/{serial}/up", payload, qos=0)
+            done += 1
+            if done % len(clients) == 0:
+                seq += 1
+        sent.value = done
+        time.sleep(0.002)
+    for _, client in clients:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def _street(
+    hub: Hub, buttons: int, loaders: int
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """A building per button (its leader, a household, the button); a household of telemetry devices."""
+    made: list[tuple[str, str, str]] = []
+    load: list[tuple[str, str]] = []
+    async with hub.db.session() as session:
+        parent = None
+        for level in ("district", "street", "community", "grid"):
+            await create_place(
+                session,
+                PlaceData(code=f"L-{level}", level=level, name=level, parent=parent),
+                actor="bench",
+                channel="cli",
+            )
+            parent = f"L-{level}"
+        for n in range(buttons + 1):
+            building, home = f"L-B{n:04d}", f"L-B{n:04d}-H"
+            await create_place(
+                session,
+                PlaceData(code=building, level="building", name=building, parent=parent),
+                actor="bench",
+                channel="cli",
+            )
+            await create_place(
+                session,
+                PlaceData(code=home, level="household", name=home, parent=building),
+                actor="bench",
+                channel="cli",
+            )
+            if n == buttons:
+                break
+            phone = f"+86139{n:08d}"
+            data = ResponderData(name=f"leader {n}", phone=phone, role="building_leader", places=[building])
+            await create_responder(session, data, actor="bench", channel="cli")
+            made.append((f"PB-{n:04d}", home, phone))
+    from provisioning.credentials import CredentialStore, SecretBox
+
+    store = CredentialStore(
+        hub.db, SecretBox(hub.settings.secret_key.get_secret_value()), hub.credential_events
+    )
+    out = []
+    for serial, home, phone in made:
+        async with hub.db.session() as session:
+            done = await enroll_direct(
+                session,
+                DeviceSpec(serial=serial, kind="panic_button", household=home),
+                actor=ACTOR,
+                store=store,
+            )
+        out.append((serial, done.secrets.mqtt_password, phone))
+    for n in range(loaders):
+        async with hub.db.session() as session:
+            spec = DeviceSpec(serial=f"LOAD-{n:03d}", kind="smoke", household=f"L-B{buttons:04d}-H")
+            done = await enroll_direct(session, spec, actor=ACTOR, store=store)
+        load.append((spec.serial, done.secrets.mqtt_password))
+    await hub.ingest.directory.load_all()
+    await hub.evaluator.refresh_places()
+    return out, load
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _phase(
+    hub: Hub,
+    buttons: list[tuple[str, mqtt.Client, str]],
+    stamps: dict[str, float],
+    accepted: dict[str, float],
+) -> dict[str, list[float]]:
+    """Press every button once, one at a time; wait for its SMS request before the next press."""
+    out: dict[str, list[float]] = {"sms": [], "accept": []}
+    stamps.clear()
+    accepted.clear()
+    for n, (serial, client, phone) in enumerate(buttons):
+        payload = DRIVERS["panic_button"].encode(
+            {"seq": 1000 + n + int(time.time()) % 100000, "events": ["pressed_long"]}
+        )
+        t0 = time.perf_counter()
+        client.publish(f"devices/{serial}/up", payload, qos=1)
+        deadline = t0 + 10
+        while phone not in stamps:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"no SMS request for {serial} within 10 s")
+            await asyncio.sleep(0.0005)
+        out["sms"].append((stamps[phone] - t0) * 1000)
+        out["accept"].append((accepted.get(serial, stamps[phone]) - t0) * 1000)
+        await asyncio.sleep(random.uniform(0.02, 0.05))
+    # Each case is cancelled so that the next phase's press of the same button opens a new one.
+    async with hub.db.session() as session:
+        from sqlalchemy import select
+
+        from hub.db.cases import Case
+
+        codes = list((await session.scalars(select(Case.code).where(Case.state == "discovered"))).all())
+    for code in codes:
+        await hub.cases.desk.act(code, "cancel", actor="bench", channel="cli", note="benchmark")
+    return out
+
+
+def _accepted(hub: Hub) -> float:
+    value = hub.metrics.registry.get_sample_value(
+        "iothub_ingest_messages_total", {"transport": "mqtt", "kind": "smoke"}
+    )
+    return value or 0.0
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Build the hub, the street and the clients; run both phases; print the figures."""
+    root = Path(tempfile.mkdtemp(prefix="alert-latency-"))
+    prism = PrismServer(root / "prism")
+    prism.start()
+    url = args.database_url or f"sqlite+aiosqlite:///{root / 'hub.db'}"
+    settings = Settings(
+        database={"url": url},
+        mqtt={"port": 0},
+        coap={"enabled": False},
+        var_dir=root,
+        web={"public_base_url": "https://hub.example.org"},
+        twilio={
+            "account_sid": SID,
+            "auth_token": TOKEN,
+            "from_number": "+15005550006",
+            "base_url": prism.url,
+            "policy": {"bundle_window_s": 0},
+        },
+    )
+    hub = build_hub(settings)
+    await hub.start()
+    stamps: dict[str, float] = {}
+    accepted: dict[str, float] = {}
+    hub.outbox.channels["sms"] = StampedChannel(hub.outbox.channels["sms"], stamps)
+
+    def hook(device: Any, reading: Any, now: float) -> None:
+        if device.kind == "panic_button":
+            accepted.setdefault(device.serial, time.perf_counter())
+
+    hub.ingest.pipeline.hooks.insert(0, hook)
+    try:
+        made, load = await _street(hub, args.presses, args.loaders)
+        port = int(hub.listening["mqtt"].rsplit(":", 1)[1])
+        buttons = [
+            (serial, await asyncio.to_thread(_client, serial, password, port), phone)
+            for serial, password, phone in made
+        ]
+        await asyncio.sleep(0.5)
+        results = {"alone": await _phase(hub, buttons, stamps, accepted)}
+        ctx = mp.get_context("spawn")
+        stop = ctx.Event()
+        counters = [ctx.Value("q", 0) for _ in range(args.procs)]
+        shares = [load[i :: args.procs] for i in range(args.procs)]
+        procs = [
+            ctx.Process(target=_load, args=(port, share, args.load / args.procs, stop, counter))
+            for share, counter in zip(shares, counters, strict=True)
+        ]
+        for proc in procs:
+            proc.start()
+        await asyncio.sleep(3.0)  # connected and at rate
+        before, t0 = _accepted(hub), time.perf_counter()
+        results["loaded"] = await _phase(hub, buttons, stamps, accepted)
+        rate = (_accepted(hub) - before) / (time.perf_counter() - t0)
+        stop.set()
+        for proc in procs:
+            await asyncio.to_thread(proc.join, 10)
+        for _, client, _ in buttons:
+            client.disconnect()
+            client.loop_stop()
+    finally:
+        await hub.stop()
+        prism.close()
+    backend = url.split(":", 1)[0]
+    print(f"alert latency, {args.presses} presses per phase, {backend}; ms")
+    print(
+        f"{'phase':<8} {'p50 sms':>8} {'p99 sms':>8} {'max':>8} {'p50 accept':>11} {'p99 accept':>11} {'ratio p99':>10}"
+    )
+    for phase, data in results.items():
+        p50, p99 = _pct(data["sms"], 50), _pct(data["sms"], 99)
+        a50, a99 = _pct(data["accept"], 50), _pct(data["accept"], 99)
+        print(
+            f"{phase:<8} {p50:8.1f} {p99:8.1f} {max(data['sms']):8.1f} {a50:11.2f} {a99:11.2f} {p99 / max(a99, 1e-9):10.1f}"
+        )
+    print(
+        f"background telemetry accepted by the hub during the loaded phase: {rate:,.0f} msg/s (asked {args.load:,.0f})"
+    )
+    print(f"mean sms alone {statistics.mean(results['alone']['sms']):.1f} ms; goal p99 < 50 ms")
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presses", type=int, default=200)
+    parser.add_argument("--load", type=float, default=10_000.0)
+    parser.add_argument("--loaders", type=int, default=20, help="background devices")
+    parser.add_argument("--procs", type=int, default=2, help="background publisher processes")
+    parser.add_argument("--database-url")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

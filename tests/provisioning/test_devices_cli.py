@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from hub.cli import app
 from hub.config import DatabaseSettings
 from hub.db import Database
+from hub.errors import AuthError
 from tests.provisioning.test_auth_kit import ManualClock
-from tests.provisioning.test_devices_kit import Street, make_street
+from tests.provisioning.test_devices_kit import Street, make_store, make_street
 
 
 def _street(url: str) -> Street:
@@ -26,6 +27,23 @@ def _street(url: str) -> Street:
             await db.stop()
 
     return asyncio.run(build())
+
+
+def _login(url: str, serial: str, password: str) -> bool:
+    """Whether the device's MQTT login would be accepted now."""
+
+    async def check() -> bool:
+        db = Database(DatabaseSettings(url=url))
+        await db.start()
+        try:
+            await make_store(db, ManualClock()).verify_mqtt_password(serial, password)
+        except AuthError:
+            return False
+        finally:
+            await db.stop()
+        return True
+
+    return asyncio.run(check())
 
 
 def test_batch_labels_claim_import_and_credentials(database_url: str, tmp_path: Path) -> None:
@@ -82,6 +100,8 @@ def test_batch_labels_claim_import_and_credentials(database_url: str, tmp_path: 
     assert [line.split("\t")[1] for line in listed.strip().splitlines()] == ["F-1", "F-2", "SD-1", "SD-2"]
     assert json.loads(run("devices", "test", "SD-1", "--minutes", "15"))["state"] == "test"
     rotated = json.loads(run("devices", "rotate", "SD-1"))
-    assert rotated["device"] == "SD-1" and rotated["secrets"]["mqtt_password"]
+    password = rotated["secrets"]["mqtt_password"]
+    assert rotated["device"] == "SD-1" and _login(database_url, "SD-1", password)
     assert "revoked the credentials of SD-1" in run("devices", "revoke", "SD-1", "--note", "lost")
+    assert not _login(database_url, "SD-1", password)
     assert json.loads(run("devices", "show", "SD-2"))["serial"] == "SD-2"

@@ -70,6 +70,7 @@ async def test_the_form_carries_serial_and_code(
     assert '<code id="serial">BOX-1</code>' in form.text
     assert f'name="c" value="{keys["BOX-1"]}"' in form.text
     assert form.headers["cache-control"] == "no-store"
+    assert "<script" not in form.text.lower()
     hostile = await http.get("/claim/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E?c=%22%3E%3Cb%3E")
     assert hostile.status_code == 200
     assert "<img src=x" not in hostile.text and "&lt;img src=x onerror=alert(1)&gt;" in hostile.text

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from hub.db import Database
+from hub.db.people import Responder
 from hub.errors import Conflict, InvalidInput
 from provisioning import placefile, responders
-from provisioning.responders import DutyWindow, ResponderData, normalise_phone
+from provisioning.responders import DutyWindow, ResponderData, normalise_phone, on_duty
 from tests.provisioning.test_auth_kit import running_api
 
 WHO = {"actor": "test", "channel": "system"}
@@ -48,7 +49,7 @@ def test_bad_phones_are_refused(raw: str) -> None:
 
 
 def test_duty_windows_in_shanghai_time() -> None:
-    """A weekday window and an overnight window, read in Asia/Shanghai whatever the given zone."""
+    """A weekday window and an overnight window hold Shanghai times; on_duty converts other zones first."""
     day = DutyWindow(days=[1, 2, 3, 4, 5], start="08:00", end="18:00")
     night = DutyWindow(days=[5], start="20:00", end="08:00")
     shanghai = dt.timezone(dt.timedelta(hours=8))
@@ -57,6 +58,11 @@ def test_duty_windows_in_shanghai_time() -> None:
     assert night.covers(dt.datetime(2026, 3, 6, 23, 0, tzinfo=shanghai))  # Friday night
     assert night.covers(dt.datetime(2026, 3, 7, 7, 59, tzinfo=shanghai))  # Saturday morning
     assert not night.covers(dt.datetime(2026, 3, 7, 23, 0, tzinfo=shanghai))
+    # on_duty converts any zone to Shanghai first: 01:00 UTC is 09:00 there, 10:00 UTC is 18:00.
+    worker = Responder(duty_hours=[day.model_dump(), night.model_dump()])
+    assert on_duty(worker, dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC))
+    assert not on_duty(worker, dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC))
+    assert on_duty(worker, dt.datetime(2026, 3, 6, 15, 0, tzinfo=dt.UTC))  # Friday 23:00 in Shanghai
 
 
 async def _tree(db: Database) -> None:

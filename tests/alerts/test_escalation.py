@@ -120,7 +120,22 @@ async def test_sms_failure_falls_back_to_a_call_once(db: Database) -> None:
     assert notifier.phones()[-1] == town.phones["grid_worker"]
     with pytest.raises(NotFound):
         await feedback.call_unanswered(999_999, "busy")
-    assert out.case_id is not None
+    # One fallback call was added as its own step of the same seq; the rest of the policy is untouched.
+    async with db.session() as session:
+        steps = [(s.seq, s.role, s.channel, s.state) for s in await list_steps(session, out.case_id or 0)]
+    assert steps == [
+        (0, "building_leader", "sms", "done"),
+        (0, "building_leader", "voice", "done"),
+        (1, "grid_worker", "sms", "done"),
+        (2, "grid_worker", "voice", "planned"),
+        (3, "community_duty", "voice", "planned"),
+        (4, "street_command", "voice", "planned"),
+    ]
+    assert [(n.phone, n.channel) for n in notifier.sent.values()] == [
+        (town.phones["building_leader"], "sms"),
+        (town.phones["building_leader"], "voice"),
+        (town.phones["grid_worker"], "sms"),
+    ]
 
 
 async def test_most_specific_policy_wins_and_bad_policies_are_refused(db: Database) -> None:

@@ -168,14 +168,20 @@ async def test_places_api_crud_and_move(database_url: str, tmp_path: Path) -> No
         patched = await c.patch(
             "/api/v1/places/D01", json={"name_en": "Donghu", "lat": 30.5, "lon": 114.3}, headers=h
         )
-        assert patched.status_code == 200 and patched.json()["name_en"] == "Donghu"
+        assert patched.status_code == 200
+        assert (patched.json()["name_en"], patched.json()["lat"], patched.json()["lon"]) == (
+            "Donghu",
+            30.5,
+            114.3,
+        )
         locked = await c.patch("/api/v1/places/D01", json={"level": "street"}, headers=h)
         assert locked.status_code == 422 and locked.json()["field"] == "level"
-        await c.post(
+        g2 = await c.post(
             "/api/v1/places",
             json={"code": "G2", "level": "grid", "parent": "D01-S01-C01", "name": "g2"},
             headers=h,
         )
+        assert g2.status_code == 201, g2.text
         moved = await c.post("/api/v1/places/D01-S01-C01-G001-B01/move", json={"parent": "G2"}, headers=h)
         assert moved.status_code == 200 and moved.json()["parent"] == "G2"
         sub = await c.get("/api/v1/places/G2/subtree", headers=h)

@@ -135,7 +135,11 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
 
         sim = settings.simulate
         shape = StreetShape(
-            sim.communities, sim.grids_per_community, sim.buildings_per_grid, sim.households_per_building
+            sim.communities,
+            sim.grids_per_community,
+            sim.buildings_per_grid,
+            sim.households_per_building,
+            coap_share=sim.coap_share,
         )
         lifecycle.add(DemoFleet(hub, broker, shape, sim.rate, sim.scenario_every))
     return hub

@@ -138,6 +138,8 @@ class SimulateSettings(_Section):
     buildings_per_grid: int = Field(default=2, ge=1)
     households_per_building: int = Field(default=4, ge=1)
     scenario_every: float = Field(default=120.0, ge=0)
+    # Share of households whose smoke and door sensors speak CoAP (OSCORE), like NB-IoT devices.
+    coap_share: float = Field(default=0.25, ge=0, le=1)
 
 
 class Settings(BaseSettings):

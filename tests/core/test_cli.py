@@ -118,7 +118,14 @@ def test_db_upgrade_then_version(tmp_path: Path) -> None:
 def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_port: int) -> None:
     """The demo takes a free port when 1883 (here: a busy port) is taken, is ready, and Ctrl-C stops it cleanly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update({"HUB_MQTT_PORT": str(busy_port), "HUB_WEB_PORT": "0", "PYTHONWARNINGS": "default"})
+    env.update(
+        {
+            "HUB_MQTT_PORT": str(busy_port),
+            "HUB_WEB_PORT": "0",
+            "HUB_COAP_PORT": "0",
+            "PYTHONWARNINGS": "default",
+        }
+    )
     # A small simulated street keeps the start quick; the fleet must still connect and publish.
     env.update(
         {"HUB_SIMULATE_COMMUNITIES": "1", "HUB_SIMULATE_GRIDS_PER_COMMUNITY": "1", "HUB_SIMULATE_RATE": "20"}

@@ -181,8 +181,10 @@ class Outbox:
                 sent = 0
             if sent:
                 continue
+            # Ask the database first: a coroutine made before an await that fails would never be awaited.
+            timeout = await self._idle_wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+                await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _idle_wait(self) -> float:
         async with self.db.session() as session:

@@ -75,7 +75,9 @@ class DutyWindow(BaseModel):
         return value
 
     def covers(self, local: dt.datetime) -> bool:
-        """Tell whether this window holds the Shanghai-local time ``local``."""
+        """Tell whether this window holds the time ``local`` (an aware time is read in Shanghai time)."""
+        if local.tzinfo is not None:
+            local = local.astimezone(SHANGHAI)
         now = local.strftime("%H:%M")
         if self.start <= self.end:
             return local.isoweekday() in self.days and self.start <= now < self.end

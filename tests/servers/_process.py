@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
 from hub.errors import StartupError
 
-__all__ = ["ManagedProcess", "free_port", "wait_until"]
+__all__ = ["LocalServer", "ManagedProcess", "free_port", "wait_until"]
 
 _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_S = 10.0
@@ -150,3 +152,67 @@ class ManagedProcess:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+class LocalServer:
+    """What every test server shares: a managed process, a readiness probe, start/stop/close, a context manager."""
+
+    name = "server"
+    ready_timeout = 30.0
+    root: Path
+    _process: ManagedProcess
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the server process runs."""
+        return self._process.alive()
+
+    @property
+    def pid(self) -> int | None:
+        """Return the server's process id while it runs."""
+        return self._process.pid
+
+    def log_tail(self) -> str:
+        """Return the end of the server's log."""
+        return self._process.log_tail()
+
+    def _check(self) -> None:
+        """Raise StartupError when something the server needs is missing (override)."""
+
+    def _ready(self) -> bool:
+        """Whether the server answers (override)."""
+        raise NotImplementedError
+
+    def _after_start(self) -> None:
+        """Run once the server answers (override)."""
+
+    def start(self) -> None:
+        """Start the server and wait (bounded) until it answers."""
+        if self.running:
+            return
+        self._check()
+        self._process.start()
+        self._process.wait_ready(self._ready, timeout=self.ready_timeout)
+        self._after_start()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL); its files stay for the next ``start()``."""
+        self._process.stop()
+
+    def close(self) -> None:
+        """Stop the server and delete its temp dir."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except StartupError:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

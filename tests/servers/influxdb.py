@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
-from hub.errors import StartupError, StoreError
+from hub.errors import StoreError
 
-from ._process import ManagedProcess, free_port
+from ._process import LocalServer, ManagedProcess, free_port
 
 __all__ = ["InfluxServer"]
 
 INFLUXD = "/usr/bin/influxd"
-_READY_TIMEOUT_S = 30.0
 
 _CONFIG = """\
 reporting-disabled = true
@@ -50,8 +47,11 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-class InfluxServer:
+class InfluxServer(LocalServer):
     """One influxd process; ``stop()``/``start()`` keep its port, data and users."""
+
+    name = "influxd"
+    ready_timeout = 30.0
 
     def __init__(self, root: Path, *, admin: tuple[str, str] | None = None) -> None:
         self.root = root
@@ -81,17 +81,8 @@ class InfluxServer:
         """Return the base URL of the HTTP API."""
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        """Tell whether influxd is running."""
-        return self._process.alive()
-
-    def start(self) -> None:
-        """Start influxd and wait until ``/ping`` answers 204; create the admin on first start."""
-        if self.running:
-            return
-        self._process.start()
-        self._process.wait_ready(self._ping, timeout=_READY_TIMEOUT_S)
+    def _after_start(self) -> None:
+        """Create the admin on the first start."""
         if self.admin and not self._admin_created:
             user, password = self.admin
             # With auth on, InfluxDB 1.x accepts exactly one unauthenticated statement: the first admin.
@@ -99,24 +90,6 @@ class InfluxServer:
                 f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES", auth=False
             )
             self._admin_created = True
-
-    def stop(self) -> None:
-        """Stop influxd (SIGTERM, then SIGKILL); data stays for the next ``start()``."""
-        self._process.stop()
-
-    def close(self) -> None:
-        """Stop influxd and delete its data."""
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def pid(self) -> int | None:
-        """Return the server's process id while it runs."""
-        return self._process.pid
-
-    def log_tail(self) -> str:
-        """Return the end of influxd's log."""
-        return self._process.log_tail()
 
     def create_database(self, name: str) -> None:
         """Create a database (idempotent)."""
@@ -139,7 +112,7 @@ class InfluxServer:
         if response.status_code != 204:
             raise StoreError(f"influxdb write answered {response.status_code}: {response.text}")
 
-    def _ping(self) -> bool:
+    def _ready(self) -> bool:
         try:
             return httpx.get(f"{self.url}/ping", timeout=1).status_code == 204
         except httpx.TransportError:
@@ -160,16 +133,3 @@ class InfluxServer:
         if errors:
             raise StoreError(f"influxdb query {q!r}: {'; '.join(errors)}")
         return result
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except StartupError:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

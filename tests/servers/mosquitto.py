@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from hub.errors import StartupError
 
-from ._process import ManagedProcess, free_port
+from ._process import LocalServer, ManagedProcess, free_port
 
 __all__ = ["MosquittoServer", "write_password_file"]
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
-_READY_TIMEOUT_S = 15.0
 # MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s, client id "probe".
 _CONNECT = bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 5]) + b"probe"
 _DISCONNECT = bytes([0xE0, 0])
@@ -35,8 +31,11 @@ def write_password_file(path: Path, users: Mapping[str, str]) -> Path:
     return path
 
 
-class MosquittoServer:
+class MosquittoServer(LocalServer):
     """One mosquitto process; ``stop()``/``start()`` keep its port and (if enabled) persistence."""
+
+    name = "mosquitto"
+    ready_timeout = 15.0
 
     def __init__(
         self,
@@ -87,37 +86,7 @@ class MosquittoServer:
         """Return an ``mqtt://`` URL of the broker."""
         return f"mqtt://{self.host}:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        """Tell whether mosquitto is running."""
-        return self._process.alive()
-
-    def start(self) -> None:
-        """Start mosquitto and wait until it answers an MQTT CONNECT."""
-        if self.running:
-            return
-        self._process.start()
-        self._process.wait_ready(self._answers_connect, timeout=_READY_TIMEOUT_S)
-
-    def stop(self) -> None:
-        """Stop mosquitto (SIGTERM, then SIGKILL)."""
-        self._process.stop()
-
-    def close(self) -> None:
-        """Stop mosquitto and delete its temp dir."""
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def pid(self) -> int | None:
-        """Return the server's process id while it runs."""
-        return self._process.pid
-
-    def log_tail(self) -> str:
-        """Return the end of mosquitto's log."""
-        return self._process.log_tail()
-
-    def _answers_connect(self) -> bool:
+    def _ready(self) -> bool:
         # Any CONNACK counts (even "not authorized"): the broker is up and speaking MQTT.
         try:
             with socket.create_connection((self.host, self.port), timeout=1) as sock:
@@ -129,16 +98,3 @@ class MosquittoServer:
                 return False
         except OSError:
             return False
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except StartupError:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

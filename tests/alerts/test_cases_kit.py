@@ -14,6 +14,7 @@ from alerts.workdays import WorkdayCalendar
 from hub.db import Database
 from provisioning.places import get_place
 from provisioning.responders import ResponderData, create_responder
+from tests.clocks import ManualClock as Clock
 from tests.fleet import Street, build_street
 
 __all__ = ["SHANGHAI", "Clock", "RecordingNotifier", "Town", "config", "fire", "make_town"]
@@ -26,20 +27,6 @@ ROLES_AT = {
     "street_command": "S",
     "district": "D",
 }
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> dt.datetime:
-        self.now += dt.timedelta(**kw)
-        return self.now
 
 
 class RecordingNotifier:

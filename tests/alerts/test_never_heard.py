@@ -11,19 +11,10 @@ from sqlalchemy import select
 from hub.app import build_hub
 from hub.config import Settings
 from hub.db.cases import Case
+from tests.clocks import ManualClock
 from tests.fleet import TEST_SECRET_KEY, build_street, enroll
 
 T0 = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    """A settable UTC clock shared by the whole hub."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 async def test_a_silent_new_door_sensor_opens_a_fault_case(database_url: str, tmp_path: Path) -> None:
@@ -34,7 +25,7 @@ async def test_a_silent_new_door_sensor_opens_a_fault_case(database_url: str, tm
         var_dir=tmp_path,
         secret_key=TEST_SECRET_KEY,
     )
-    clock = Clock()
+    clock = ManualClock(T0)
     hub = build_hub(settings, clock)
     await hub.start()
     try:

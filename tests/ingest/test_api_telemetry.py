@@ -15,23 +15,14 @@ from hub.app import Hub, create_app
 from hub.config import Settings
 from hub.errors import DecodeError
 from provisioning.apikeys import create_key
+from tests.clocks import ManualClock
 from tests.fleet import TEST_SECRET_KEY, build_street, enroll
 
 T0 = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    """A settable UTC clock."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 @pytest.fixture
-def client(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], Clock]]:
+def client(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], ManualClock]]:
     """The app on a fresh database with a street, two devices and keys for each role used."""
     settings = Settings(
         database={"url": database_url},
@@ -42,7 +33,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict
     )
     from hub.app import build_hub
 
-    clock = Clock()
+    clock = ManualClock(T0)
     hub = build_hub(settings, clock=clock)
     app = create_app(settings, hub)
     with TestClient(app) as http:
@@ -74,7 +65,7 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def feed(http: TestClient, clock: Clock) -> None:
+def feed(http: TestClient, clock: ManualClock) -> None:
     """Three battery readings of SM-1, one a minute, through the real pipeline."""
     hub = http.app.state.hub  # type: ignore[attr-defined]
     device = hub.ingest.directory.get("SM-1")
@@ -87,7 +78,7 @@ def feed(http: TestClient, clock: Clock) -> None:
         hub.ingest.pipeline.accept(device, b"\x00garbage", "mqtt")
 
 
-def test_query_raw_and_bucketed(client: tuple[TestClient, dict[str, str], Clock]) -> None:
+def test_query_raw_and_bucketed(client: tuple[TestClient, dict[str, str], ManualClock]) -> None:
     http, keys, clock = client
     feed(http, clock)
     window = {
@@ -105,7 +96,7 @@ def test_query_raw_and_bucketed(client: tuple[TestClient, dict[str, str], Clock]
     assert [v for _t, v in buckets.json()["samples"]] == [80]
 
 
-def test_status_and_dead_letters(client: tuple[TestClient, dict[str, str], Clock]) -> None:
+def test_status_and_dead_letters(client: tuple[TestClient, dict[str, str], ManualClock]) -> None:
     http, keys, clock = client
     feed(http, clock)
     status = http.get("/api/v1/devices/SM-1/status", headers=auth(keys["technician"])).json()
@@ -133,7 +124,7 @@ def test_status_and_dead_letters(client: tuple[TestClient, dict[str, str], Clock
     ],
 )
 def test_bad_queries_name_the_field(
-    client: tuple[TestClient, dict[str, str], Clock], params: dict[str, object], field: str
+    client: tuple[TestClient, dict[str, str], ManualClock], params: dict[str, object], field: str
 ) -> None:
     http, keys, _clock = client
     answer = http.get("/api/v1/devices/SM-1/telemetry", params=params, headers=auth(keys["operator"]))
@@ -142,7 +133,7 @@ def test_bad_queries_name_the_field(
     assert answer.json()["field"] == field
 
 
-def test_auth_roles_and_places(client: tuple[TestClient, dict[str, str], Clock]) -> None:
+def test_auth_roles_and_places(client: tuple[TestClient, dict[str, str], ManualClock]) -> None:
     http, keys, _clock = client
     url = "/api/v1/devices/SM-1/status"
     missing = http.get(url)

@@ -17,28 +17,21 @@ from hub.ingest.service import IngestService
 from hub.metrics import HubMetrics
 from hub.telemetry import SQLiteStore, SQLiteStoreConfig
 from provisioning.credentials import CredentialEvents
+from tests.clocks import EpochClock
 from tests.fleet import build_street, enroll
 
 SMOKE = DRIVERS["smoke"]
 
 
-class Clock:
-    """A settable epoch clock."""
-
-    def __init__(self, now: float = 1_790_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-async def ingest(db: Database, tmp_path: Path) -> AsyncIterator[tuple[IngestService, SQLiteStore, Clock]]:
+async def ingest(
+    db: Database, tmp_path: Path
+) -> AsyncIterator[tuple[IngestService, SQLiteStore, EpochClock]]:
     """A started ingest service with two enrolled smoke sensors (S-1, S-2)."""
     street = await build_street(db)
     await enroll(db, "S-1", "smoke", street.households[0])
     await enroll(db, "S-2", "smoke", street.households[1])
-    clock = Clock()
+    clock = EpochClock(1_790_000_000.0)
     store = SQLiteStore(SQLiteStoreConfig(path=tmp_path / "t.sqlite3", retention_days=None), clock=clock)
     await store.start()
     service = IngestService(
@@ -61,7 +54,7 @@ def rejected(service: IngestService, reason: str) -> float:
 
 
 async def test_good_uplink_is_stored_and_changes_state(
-    ingest: tuple[IngestService, SQLiteStore, Clock],
+    ingest: tuple[IngestService, SQLiteStore, EpochClock],
 ) -> None:
     service, store, clock = ingest
     seen: list[tuple[str, Reading]] = []
@@ -83,7 +76,7 @@ async def test_good_uplink_is_stored_and_changes_state(
 
 
 async def test_bad_payloads_are_refused_counted_and_kept(
-    ingest: tuple[IngestService, SQLiteStore, Clock],
+    ingest: tuple[IngestService, SQLiteStore, EpochClock],
 ) -> None:
     service, _store, _clock = ingest
     device = await service.directory.lookup("S-1")
@@ -108,7 +101,7 @@ async def test_bad_payloads_are_refused_counted_and_kept(
     assert letters[0].size == 64 * 1024 + 2 and len(letters[0].payload) < letters[0].size
 
 
-async def test_replayed_sequence_numbers(ingest: tuple[IngestService, SQLiteStore, Clock]) -> None:
+async def test_replayed_sequence_numbers(ingest: tuple[IngestService, SQLiteStore, EpochClock]) -> None:
     service, _store, _clock = ingest
     device = await service.directory.lookup("S-2")
     assert device is not None
@@ -134,7 +127,7 @@ async def test_replayed_sequence_numbers(ingest: tuple[IngestService, SQLiteStor
 
 
 async def test_state_and_replay_window_survive_a_restart(
-    ingest: tuple[IngestService, SQLiteStore, Clock], db: Database
+    ingest: tuple[IngestService, SQLiteStore, EpochClock], db: Database
 ) -> None:
     service, store, clock = ingest
     device = await service.directory.lookup("S-1")
@@ -160,7 +153,9 @@ async def test_state_and_replay_window_survive_a_restart(
         await again.stop()
 
 
-async def test_a_wrong_device_clock_is_not_believed(ingest: tuple[IngestService, SQLiteStore, Clock]) -> None:
+async def test_a_wrong_device_clock_is_not_believed(
+    ingest: tuple[IngestService, SQLiteStore, EpochClock],
+) -> None:
     service, store, clock = ingest
     device = await service.directory.lookup("S-2")
     assert device is not None
@@ -172,7 +167,9 @@ async def test_a_wrong_device_clock_is_not_believed(ingest: tuple[IngestService,
     assert samples == [(good_ts, 60), (clock.now, 61)]
 
 
-async def test_a_failing_hook_does_not_stop_ingest(ingest: tuple[IngestService, SQLiteStore, Clock]) -> None:
+async def test_a_failing_hook_does_not_stop_ingest(
+    ingest: tuple[IngestService, SQLiteStore, EpochClock],
+) -> None:
     service, _store, _clock = ingest
 
     def broken(device: DeviceEntry, reading: Reading, now: float) -> None:
@@ -185,7 +182,7 @@ async def test_a_failing_hook_does_not_stop_ingest(ingest: tuple[IngestService, 
 
 
 async def test_unknown_serial_is_remembered_briefly(
-    ingest: tuple[IngestService, SQLiteStore, Clock], db: Database
+    ingest: tuple[IngestService, SQLiteStore, EpochClock], db: Database
 ) -> None:
     service, _store, _clock = ingest
     assert await service.directory.lookup("NOPE") is None

@@ -14,24 +14,18 @@ import httpx
 from hub.app import Hub, create_app
 from hub.config import Settings
 from provisioning import apikeys
+from tests.clocks import ManualClock as _ManualClock
 
 __all__ = ["Api", "ManualClock", "running_api"]
 
 T0 = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
 
 
-class ManualClock:
-    """A clock that moves only when told."""
+class ManualClock(_ManualClock):
+    """The shared manual clock, starting at this module's T0."""
 
     def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        """Move forward by a timedelta's keyword arguments."""
-        self.now += dt.timedelta(**delta)
+        super().__init__(now)
 
 
 @dataclass

@@ -196,8 +196,8 @@ class Outbox:
         return min(max((due - self.clock()).total_seconds(), 0.001), self.policy.poll_interval_s)
 
     async def run_once(self) -> int:
-        """One cycle: settle lost rows, claim due rows, send them; returns how many requests were made."""
-        await sweep_lost(self)
+        """One cycle: claim due rows, send them, then settle lost rows; returns how many requests were made."""
+        # Sending first: the sweep is bookkeeping and must not stand between an alarm and its SMS.
         groups = await self._claim()
         if groups:
             limit = asyncio.Semaphore(self.policy.concurrency)
@@ -209,6 +209,7 @@ class Outbox:
             async with asyncio.TaskGroup() as tasks:
                 for group in groups:
                     tasks.create_task(send(group), name=f"outbox-send-{group.leader.id}")
+        await sweep_lost(self)
         await report_feedback(self)
         return len(groups)
 

@@ -177,6 +177,8 @@ def _case_side(
     )
     outbox.actions = cases.desk
     outbox.feedback = cases.feedback
+    # Test alarms (a technician's device in test mode) show on the command center's live page.
+    cases.pipeline.events = evaluator.ingest.bus.publish
     return outbox, cases
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.cases import check_category
@@ -142,26 +142,30 @@ async def plan_steps(
     first_seq: int = 0,
 ) -> list[EscalationStep]:
     """Store the steps with their due times: the first now, each next one after the previous step's wait."""
-    rows, due = [], now
+    params, due = [], now
     for seq, spec in enumerate(steps, start=first_seq):
-        rows.append(
-            EscalationStep(
-                case_id=case_id,
-                seq=seq,
-                role=spec.role,
-                channel=spec.channel,
-                wait_s=spec.wait_s,
-                origin="policy",
-                place_id=place_id,
-                state="planned",
-                due_at=due,
-                responder_ids=[],
-            )
+        params.append(
+            {
+                "case_id": case_id,
+                "seq": seq,
+                "role": spec.role,
+                "channel": spec.channel,
+                "wait_s": spec.wait_s,
+                "origin": "policy",
+                "place_id": place_id,
+                "state": "planned",
+                "due_at": due,
+                "done_at": None,
+                "responder_ids": [],
+                "note": "",
+            }
         )
         due = due + dt.timedelta(seconds=spec.wait_s)
-    session.add_all(rows)
-    await session.flush()
-    return rows
+    if not params:
+        return []
+    # One INSERT for all steps: this runs inside the alert path, where every round trip is latency.
+    result = await session.scalars(insert(EscalationStep).returning(EscalationStep), params)
+    return sorted(result.all(), key=lambda step: step.seq)
 
 
 async def cancel_planned(session: AsyncSession, case_id: int, why: str) -> int:

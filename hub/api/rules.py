@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+import yaml
+from fastapi import APIRouter, Body, Depends, Request
 
 from alerts import rulestore
 from drivers import DRIVERS
 from hub.api.auth import ClockDep, Principal, require_roles
 from hub.api.deps import HubDep
 from hub.db.cases import AlertRuleRow
+from hub.errors import HubError, InvalidInput
 
 __all__ = ["router"]
 
@@ -48,6 +50,42 @@ async def create(body: RuleBody, hub: HubDep, principal: Admin, clock: ClockDep)
         out = _out(row)
     await _reload(hub)
     return out
+
+
+MAX_YAML = 256 * 1024
+
+
+@router.post("/rules/import", status_code=201)
+async def import_yaml(request: Request, hub: HubDep, principal: Admin, clock: ClockDep) -> dict[str, Any]:
+    """Store every rule of a YAML document (a list, or ``rules:``); one bad rule and none is stored."""
+    raw = await request.body()
+    if len(raw) > MAX_YAML:
+        raise InvalidInput(f"a rules file is at most {MAX_YAML // 1024} KiB", field="body")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"not UTF-8 YAML: {exc}", field="body") from exc
+    if isinstance(data, dict) and set(data) == {"rules"}:
+        data = data["rules"]
+    if not isinstance(data, list) or not data:
+        raise InvalidInput(
+            "a rules file is a non-empty list of rules (or a mapping with a 'rules' list)", field="body"
+        )
+    saved = []
+    async with hub.db.session() as session:
+        for index, body in enumerate(data):
+            try:
+                row = await rulestore.save_rule(
+                    session, body, DRIVERS, actor=principal.actor, channel="api", now=clock()
+                )
+            except HubError as exc:
+                # The transaction rolls back: a file goes in whole or not at all.
+                exc.field = f"rules[{index}]" + (f".{exc.field}" if exc.field else "")
+                exc.message = f"rules[{index}]: {exc.message}"
+                raise
+            saved.append(_out(row))
+    await _reload(hub)
+    return {"stored": len(saved), "rules": saved}
 
 
 @router.get("/rules/{rule_id}")

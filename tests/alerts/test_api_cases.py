@@ -211,3 +211,50 @@ async def test_rules_crud_and_away(api: tuple[httpx.AsyncClient, Town, dict[str,
         200,
     )
     assert (await client.get("/api/v1/households/away", headers=keys["ops"])).json() == []
+
+
+RULES_YAML = """
+rules:
+  - name: kitchen-hot
+    kind: smoke
+    type: threshold
+    metric: temperature
+    op: ">"
+    value: 60
+    clear: 50
+    for_s: 30
+    severity: critical
+    category: fire
+    place: T-D-S-C-G-B
+  - name: door-silent
+    kind: door
+    type: inactivity
+    factor: 3
+    severity: major
+    category: fault
+"""
+
+
+async def test_rules_import_from_yaml_all_or_nothing(
+    api: tuple[httpx.AsyncClient, Town, dict[str, dict[str, str]]],
+) -> None:
+    client, town, keys = api
+    yaml_headers = keys["admin"] | {"content-type": "application/yaml"}
+    bad = RULES_YAML.replace("metric: temperature", "metric: humidity")
+    refused = _problem(await client.post("/api/v1/rules/import", content=bad, headers=yaml_headers), 422)
+    assert refused["field"].startswith("rules[0]") and "humidity" in refused["detail"]
+    assert (await client.get("/api/v1/rules", headers=keys["ops"])).json() == []  # nothing stored
+    for junk, why in ((b"rules: [", "YAML"), (b"\xff\xfe", "UTF-8"), (b"just text", "list")):
+        answer = _problem(await client.post("/api/v1/rules/import", content=junk, headers=yaml_headers), 422)
+        assert why in answer["detail"]
+    _problem(await client.post("/api/v1/rules/import", content=RULES_YAML, headers=keys["ops"]), 403)
+    stored = _problem(
+        await client.post("/api/v1/rules/import", content=RULES_YAML, headers=yaml_headers), 201
+    )
+    assert stored["stored"] == 2
+    assert [r["name"] for r in stored["rules"]] == ["kitchen-hot", "door-silent"]
+    assert stored["rules"][0]["rule"]["place"] == town.paths["B"]
+    # The same file again names the same rules for the same scopes: a conflict, nothing changes.
+    again = _problem(await client.post("/api/v1/rules/import", content=RULES_YAML, headers=yaml_headers), 409)
+    assert again["field"] == "rules[0].name"
+    assert len((await client.get("/api/v1/rules", headers=keys["ops"])).json()) == 2

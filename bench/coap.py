@@ -1,6 +1,6 @@
 """CoAP uplinks/s into the hub (plain mode, token checked, decoded, stored) against a bare aiocoap server.
 
-Run from the repository root: ``/tmp/venv0/bin/python bench/coap.py [--requests N] [--concurrency C]``.
+Run from the repository root: ``.venv/bin/python bench/coap.py [--requests N] [--concurrency C]``.
 The client (aiocoap, many requests in flight) runs in its own processes; the reference is an aiocoap
 server in this process answering 2.04 to every POST with an empty resource, measured in the same run.
 """

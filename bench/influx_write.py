@@ -1,6 +1,6 @@
 """Points/s through InfluxStore into a real influxd, against raw httpx POSTs of pre-encoded lines.
 
-Run from the repository root: ``/tmp/venv0/bin/python bench/influx_write.py [--points N]``.
+Run from the repository root: ``.venv/bin/python bench/influx_write.py [--points N]``.
 Also compares the line encoder with influxdb-client's ``Point`` (encoding only).
 """
 

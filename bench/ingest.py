@@ -1,6 +1,6 @@
 """Ingest benchmark: simulated devices → MQTT broker → the hub's full pipeline → InfluxDB, against a bare subscriber.
 
-Run from the repository root: ``/tmp/venv0/bin/python bench/ingest.py [--devices N] [--messages M]``.
+Run from the repository root: ``.venv/bin/python bench/ingest.py [--devices N] [--messages M]``.
 Devices are enrolled for real into a SQLite registry; Mosquitto gets the exported password and ACL files.
 The hub runs as ``build_hub`` makes it (auth, decode, validation, state, rule engine, InfluxDB store) in a
 process of its own; its figure counts points in InfluxDB (``SELECT count``). The reference is a paho

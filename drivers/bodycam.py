@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
 from drivers.codec import check_ranges, invalid, schema
-from drivers.convert import BitNames, check_reserved, vocabulary
+from drivers.convert import BitNames, by_name, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fixed
 
 __all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame", "refine"]
@@ -24,30 +24,24 @@ METRICS: dict[str, MetricSpec] = {
 }
 SCHEMA = schema(METRICS)
 
-EVENTS: dict[str, EventSpec] = {
-    e.name: e
-    for e in (
-        EventSpec("sos", "critical", "sos", True, "the wearer pressed the SOS key"),
-        EventSpec("recording_started", "info", "activity", True, "recording started"),
-        EventSpec("recording_stopped", "info", "activity", True, "recording stopped"),
-        EventSpec("fall", "critical", "fall", False, "free fall and impact, then stillness"),
-        EventSpec("camera_covered", "major", "tamper", False, "the lens has been dark while recording"),
-    )
-}
+EVENTS: dict[str, EventSpec] = by_name(
+    EventSpec("sos", "critical", "sos", True, "the wearer pressed the SOS key"),
+    EventSpec("recording_started", "info", "activity", True, "recording started"),
+    EventSpec("recording_stopped", "info", "activity", True, "recording stopped"),
+    EventSpec("fall", "critical", "fall", False, "free fall and impact, then stillness"),
+    EventSpec("camera_covered", "major", "tamper", False, "the lens has been dark while recording"),
+)
 
-COMMANDS: dict[str, CommandSpec] = {
-    c.name: c
-    for c in (
-        CommandSpec("start_recording", {}, "start recording video"),
-        CommandSpec("stop_recording", {}, "stop recording video"),
-        CommandSpec("locate", {}, "send a position report now"),
-        CommandSpec(
-            "set_report_interval",
-            {"interval_s": ParamSpec("int", "seconds between position reports", 10, 3600)},
-            "change how often the camera reports while on shift",
-        ),
-    )
-}
+COMMANDS: dict[str, CommandSpec] = by_name(
+    CommandSpec("start_recording", {}, "start recording video"),
+    CommandSpec("stop_recording", {}, "stop recording video"),
+    CommandSpec("locate", {}, "send a position report now"),
+    CommandSpec(
+        "set_report_interval",
+        {"interval_s": ParamSpec("int", "seconds between position reports", 10, 3600)},
+        "change how often the camera reports while on shift",
+    ),
+)
 
 RULES = (
     {"name": "bodycam-sos", "type": "event", "event": "sos", "severity": "critical", "category": "sos"},

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import Protocol, TypeVar
 
-from drivers.base import MetricSpec
+from drivers.base import CommandSpec, MetricSpec, ParamSpec
 from hub.errors import DecodeError, InvalidInput
 
 __all__ = [
+    "SET_HEARTBEAT",
     "VOCABULARY",
     "BitNames",
     "battery_from_mv",
+    "by_name",
     "check_reserved",
     "mv_from_battery",
     "vocabulary",
@@ -90,3 +93,24 @@ def battery_from_mv(mv: int, empty_mv: int, full_mv: int) -> int:
 def mv_from_battery(percent: float, empty_mv: int, full_mv: int) -> int:
     """The voltage in mV that battery_from_mv maps back to this percentage."""
     return round(empty_mv + percent * (full_mv - empty_mv) / 100)
+
+
+# The heartbeat command every battery device understands, with the same bounds for all of them.
+SET_HEARTBEAT = CommandSpec(
+    "set_heartbeat",
+    {"interval_s": ParamSpec("int", "seconds between heartbeats", 300, 86_400)},
+    "change the heartbeat interval",
+)
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+Spec = TypeVar("Spec", bound=_Named)
+
+
+def by_name(*specs: Spec) -> dict[str, Spec]:
+    """A name → spec table, in declaration order."""
+    return {spec.name: spec for spec in specs}

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
 from drivers.codec import check_ranges, schema
-from drivers.convert import BitNames, battery_from_mv, check_reserved, mv_from_battery, vocabulary
+from drivers.convert import (
+    SET_HEARTBEAT,
+    BitNames,
+    battery_from_mv,
+    by_name,
+    check_reserved,
+    mv_from_battery,
+    vocabulary,
+)
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require
 from hub.errors import InvalidInput
 
@@ -25,31 +33,21 @@ METRICS: dict[str, MetricSpec] = {
 }
 SCHEMA = schema(METRICS)
 
-EVENTS: dict[str, EventSpec] = {
-    e.name: e
-    for e in (
-        EventSpec("opened", "info", "activity", True, "the door opened"),
-        EventSpec("closed", "info", "activity", True, "the door closed"),
-        EventSpec("tamper", "major", "tamper", False, "cover removed or magnet tampered with"),
-        EventSpec("forced", "critical", "intrusion", True, "opened while locked, without a prior unlock"),
-    )
-}
+EVENTS: dict[str, EventSpec] = by_name(
+    EventSpec("opened", "info", "activity", True, "the door opened"),
+    EventSpec("closed", "info", "activity", True, "the door closed"),
+    EventSpec("tamper", "major", "tamper", False, "cover removed or magnet tampered with"),
+    EventSpec("forced", "critical", "intrusion", True, "opened while locked, without a prior unlock"),
+)
 
-COMMANDS: dict[str, CommandSpec] = {
-    c.name: c
-    for c in (
-        CommandSpec(
-            "set_heartbeat",
-            {"interval_s": ParamSpec("int", "seconds between heartbeats", 300, 86_400)},
-            "change the heartbeat interval",
-        ),
-        CommandSpec(
-            "set_tamper",
-            {"enabled": ParamSpec("bool", "report tamper events")},
-            "switch the tamper switch on or off (for installation work)",
-        ),
-    )
-}
+COMMANDS: dict[str, CommandSpec] = by_name(
+    SET_HEARTBEAT,
+    CommandSpec(
+        "set_tamper",
+        {"enabled": ParamSpec("bool", "report tamper events")},
+        "switch the tamper switch on or off (for installation work)",
+    ),
+)
 
 RULES = (
     {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
 from drivers.codec import check_ranges, schema
-from drivers.convert import BitNames, check_reserved, vocabulary
+from drivers.convert import SET_HEARTBEAT, BitNames, by_name, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require
 
 __all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame"]
@@ -20,40 +20,30 @@ METRICS: dict[str, MetricSpec] = {
 }
 SCHEMA = schema(METRICS)
 
-EVENTS: dict[str, EventSpec] = {
-    e.name: e
-    for e in (
-        EventSpec("pressed_single", "major", "panic", True, "one press: a call for help"),
-        EventSpec("pressed_double", "info", "activity", True, "two presses: a check-in, 'I am fine'"),
-        EventSpec("pressed_long", "critical", "panic", True, "held for 3 s: emergency"),
-        EventSpec("fall_detected", "critical", "fall", False, "the pendant detected a fall"),
-        EventSpec("low_battery", "minor", "battery", False, "the device's own low-battery warning"),
-    )
-}
+EVENTS: dict[str, EventSpec] = by_name(
+    EventSpec("pressed_single", "major", "panic", True, "one press: a call for help"),
+    EventSpec("pressed_double", "info", "activity", True, "two presses: a check-in, 'I am fine'"),
+    EventSpec("pressed_long", "critical", "panic", True, "held for 3 s: emergency"),
+    EventSpec("fall_detected", "critical", "fall", False, "the pendant detected a fall"),
+    EventSpec("low_battery", "minor", "battery", False, "the device's own low-battery warning"),
+)
 
-COMMANDS: dict[str, CommandSpec] = {
-    c.name: c
-    for c in (
-        CommandSpec(
-            "set_heartbeat",
-            {"interval_s": ParamSpec("int", "seconds between heartbeats", 300, 86_400)},
-            "change the heartbeat interval",
-        ),
-        CommandSpec(
-            "find_me",
-            {"duration_s": ParamSpec("int", "how long to beep", 1, 60)},
-            "beep so a mislaid pendant can be found",
-        ),
-        CommandSpec(
-            "set_fall_detection",
-            {
-                "enabled": ParamSpec("bool", "detect falls"),
-                "sensitivity": ParamSpec("int", "1 least to 5 most sensitive", 1, 5, required=False),
-            },
-            "switch fall detection (pendants only)",
-        ),
-    )
-}
+COMMANDS: dict[str, CommandSpec] = by_name(
+    SET_HEARTBEAT,
+    CommandSpec(
+        "find_me",
+        {"duration_s": ParamSpec("int", "how long to beep", 1, 60)},
+        "beep so a mislaid pendant can be found",
+    ),
+    CommandSpec(
+        "set_fall_detection",
+        {
+            "enabled": ParamSpec("bool", "detect falls"),
+            "sensitivity": ParamSpec("int", "1 least to 5 most sensitive", 1, 5, required=False),
+        },
+        "switch fall detection (pendants only)",
+    ),
+)
 
 RULES = (
     {

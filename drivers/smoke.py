@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
+from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, Parts, Value
 from drivers.codec import check_ranges, schema
-from drivers.convert import BitNames, check_reserved, vocabulary
+from drivers.convert import SET_HEARTBEAT, BitNames, by_name, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fixed
 
 __all__ = ["DRIVER", "EVENT_BITS", "FRAME", "decode_frame", "encode_frame"]
@@ -21,29 +21,19 @@ METRICS: dict[str, MetricSpec] = {
 }
 SCHEMA = schema(METRICS)
 
-EVENTS: dict[str, EventSpec] = {
-    e.name: e
-    for e in (
-        EventSpec("alarm", "critical", "fire", False, "smoke above the alarm threshold"),
-        EventSpec("alarm_cleared", "info", "fire", False, "smoke back below the threshold"),
-        EventSpec("test_button", "info", "test", True, "someone pressed the test button"),
-        EventSpec("tamper", "major", "tamper", False, "removed from its base or opened"),
-        EventSpec("fault", "major", "fault", False, "chamber, sounder or sensor fault"),
-    )
-}
+EVENTS: dict[str, EventSpec] = by_name(
+    EventSpec("alarm", "critical", "fire", False, "smoke above the alarm threshold"),
+    EventSpec("alarm_cleared", "info", "fire", False, "smoke back below the threshold"),
+    EventSpec("test_button", "info", "test", True, "someone pressed the test button"),
+    EventSpec("tamper", "major", "tamper", False, "removed from its base or opened"),
+    EventSpec("fault", "major", "fault", False, "chamber, sounder or sensor fault"),
+)
 
-COMMANDS: dict[str, CommandSpec] = {
-    c.name: c
-    for c in (
-        CommandSpec("silence", {}, "hush the sounder for the device's hush period"),
-        CommandSpec("self_test", {}, "run the chamber and sounder self-test"),
-        CommandSpec(
-            "set_heartbeat",
-            {"interval_s": ParamSpec("int", "seconds between heartbeats", 300, 86_400)},
-            "change the heartbeat interval",
-        ),
-    )
-}
+COMMANDS: dict[str, CommandSpec] = by_name(
+    CommandSpec("silence", {}, "hush the sounder for the device's hush period"),
+    CommandSpec("self_test", {}, "run the chamber and sounder self-test"),
+    SET_HEARTBEAT,
+)
 
 RULES = (
     {

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from hub.errors import AuthError, StoreError, StoreUnavailable
 from hub.telemetry.base import Sample, StoreStats, TelemetryPoint
 from hub.telemetry.influx_http import InfluxHTTP, Outcome, WriteResult, quote_ident, samples, select_query
-from hub.telemetry.intake import Close, Flush, Intake
+from hub.telemetry.intake import Close, Intake
 from hub.telemetry.lineproto import LineEncoder
 from hub.telemetry.spool import DeadLetters, Spool
 
@@ -123,14 +123,7 @@ class InfluxStore:
 
     async def flush(self) -> None:
         """Wait until every point written before now is in InfluxDB or the spool; retry the spool now."""
-        task = self._task
-        if task is None:
-            return
-        marker = Flush()
-        self._intake.put_marker(marker)
-        await asyncio.wait({marker.done, task}, return_when=asyncio.FIRST_COMPLETED)
-        if not marker.done.done():
-            raise StoreError("telemetry writer stopped")
+        await self._intake.flushed(self._task)
 
     async def _run(self) -> None:
         """The writer: batches from the intake, replay of the spool first, in order."""

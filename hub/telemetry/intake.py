@@ -7,6 +7,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from hub.errors import StoreError
+
 __all__ = ["Close", "Flush", "Intake", "Marker"]
 
 T = TypeVar("T")
@@ -53,6 +55,16 @@ class Intake(Generic[T]):
         """Append a marker regardless of the bound."""
         self._queue.append(marker)
         self._ready.set()
+
+    async def flushed(self, writer: asyncio.Task[None] | None) -> None:
+        """Return once ``writer`` has handled everything put before now; StoreError if it stopped first."""
+        if writer is None:
+            return
+        marker = Flush()
+        self.put_marker(marker)
+        await asyncio.wait({marker.done, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not marker.done.done():
+            raise StoreError("telemetry writer stopped")
 
     def drain_items(self) -> list[T]:
         """Remove every item (markers stay, in order) for the overflow path."""

@@ -120,14 +120,7 @@ class SQLiteStore:
 
     async def flush(self) -> None:
         """Wait until every point written before now is committed."""
-        task = self._writer
-        if task is None:
-            return
-        marker = Flush()
-        self._intake.put_marker(marker)
-        await asyncio.wait({marker.done, task}, return_when=asyncio.FIRST_COMPLETED)
-        if not marker.done.done():
-            raise StoreError("telemetry writer stopped")
+        await self._intake.flushed(self._writer)
 
     async def _run(self) -> None:
         cfg = self.config

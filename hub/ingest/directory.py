@@ -68,6 +68,11 @@ class DeviceDirectory:
         """The cached entry, without I/O."""
         return self._by_serial.get(serial)
 
+    def may_exist(self, serial: str) -> bool:
+        """False while ``serial`` is remembered as unknown (a lookup would not ask the database)."""
+        seen = self._unknown.get(serial)
+        return seen is None or self._clock() - seen >= self.negative_ttl
+
     def by_id(self, device_id: int) -> DeviceEntry | None:
         """The cached entry of a registry id."""
         return self._by_id.get(device_id)

@@ -1,0 +1,114 @@
+"""The hub's own MQTT connection against a real Mosquitto: refusals, a frozen broker, backlogs that need lookups."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from hub.db import Database
+from hub.errors import TransportError
+from hub.ingest.mqtt_session import MqttConnection
+from provisioning.enroll import DeviceSpec, enroll_direct
+from tests.ingest.test_mqtt_embedded import reading
+from tests.ingest.test_mqtt_external import hub_client
+from tests.ingest.test_mqtt_kit import TECH, Device, accepted, eventually, ingest_rig
+from tests.servers.mosquitto import MosquittoServer, write_password_file
+
+
+class Nowhere:
+    """An inbound that takes nothing (the connection tests below never subscribe)."""
+
+    def take(self, topic: str, payload: bytes, retain: bool) -> bool:
+        """Refuse to take anything now."""
+        raise AssertionError(f"unexpected message on {topic}")
+
+    async def take_later(self, topic: str, payload: bytes, retain: bool) -> None:
+        """Never called."""
+
+
+async def test_a_refused_or_unreachable_broker_is_named_in_the_error(tmp_path: Path) -> None:
+    """Wrong password → the CONNACK's reason; no listener → the address and the OS error."""
+    passwords = write_password_file(tmp_path / "pw", {"hub": "right"})
+    with MosquittoServer(tmp_path / "m", password_file=passwords) as server:
+        with pytest.raises(TransportError, match="refused the connection: not authorized"):
+            await MqttConnection.open(
+                server.host, server.port, Nowhere(), client_id="hub", username="hub", password="wrong"
+            )
+        good = await MqttConnection.open(
+            server.host, server.port, Nowhere(), client_id="hub", username="hub", password="right"
+        )
+        await good.publish("any/topic", b"x", 1)  # the PUBACK came back
+        await good.close()
+        assert await good.closed == "closed by the hub"
+        port = server.port
+    with pytest.raises(TransportError, match=f"cannot connect to the MQTT broker at 127.0.0.1:{port}"):
+        await MqttConnection.open("127.0.0.1", port, Nowhere(), client_id="hub")
+
+
+async def test_a_frozen_broker_is_noticed_by_the_keepalive_and_the_hub_reconnects(
+    db: Database, tmp_path: Path
+) -> None:
+    """SIGSTOP on Mosquitto: no PINGRESP, the hub drops the connection; SIGCONT: it subscribes again."""
+    async with ingest_rig(db, tmp_path) as rig:
+        await rig.enroll("F-1")
+        with MosquittoServer(tmp_path / "mosq") as server:
+            hub = hub_client(rig, server)
+            hub.keepalive = 1
+            await hub.start()
+            pid = server._process.pid
+            assert pid is not None
+            try:
+                await eventually(hub.connected.is_set, "the first subscription")
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    await eventually(lambda: not hub.connected.is_set(), "the dead connection noticed")
+                    assert "no answer from the broker" in (hub.last_error or "")
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                await eventually(lambda: hub.connects >= 2, "the reconnection")
+                device = Device("F-1", server.port, None)
+                assert await device.connect()
+                await device.up(reading(1))
+                await eventually(lambda: accepted(rig.metrics) == 1, "an uplink after the thaw")
+                device.close()
+            finally:
+                await hub.stop()
+
+
+async def test_a_backlog_behind_an_uncached_device_keeps_its_order(
+    db: Database, tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    """A device enrolled by another worker (not in this hub's cache): its messages wait for the lookup,
+    the ones queued behind them wait too, and every QoS 1 message is taken once, in order."""
+    async with ingest_rig(db, tmp_path) as rig:
+        await rig.enroll("K-1")
+        hub = hub_client(rig, mosquitto)
+        await hub.start()
+        await eventually(hub.connected.is_set, "the first subscription")
+        await hub.stop()
+        async with db.session() as session:  # enrolled behind this hub's back
+            await enroll_direct(
+                session,
+                DeviceSpec(serial="N-1", kind="smoke", household="H1-101"),
+                actor=TECH,
+                store=rig.credentials,
+            )
+        assert rig.ingest.directory.get("N-1") is None
+        device = Device("K-1", mosquitto.port, None)
+        assert await device.connect()
+        for seq in range(1, 301):
+            serial = "N-1" if seq % 50 == 1 else "K-1"  # six uncached ones spread through the backlog
+            await device.publish(f"devices/{serial}/up", reading(seq, 20 + seq / 100))
+        device.close()
+        await hub.start()
+        try:
+            await eventually(lambda: accepted(rig.metrics) == 300, "the whole backlog")
+            known = await rig.stored("K-1", "temperature")
+            assert known == sorted(known) and len(known) == 294
+            assert await rig.stored("N-1", "temperature") == [20 + s / 100 for s in range(1, 301, 50)]
+            assert hub.received == 300
+        finally:
+            await hub.stop()

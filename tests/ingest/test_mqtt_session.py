@@ -14,7 +14,8 @@ from hub.ingest.mqtt_session import MqttConnection
 from provisioning.enroll import DeviceSpec, enroll_direct
 from tests.ingest.test_mqtt_embedded import reading
 from tests.ingest.test_mqtt_external import hub_client
-from tests.ingest.test_mqtt_kit import TECH, Device, accepted, eventually, ingest_rig
+from tests.ingest.test_mqtt_kit import Device, accepted, eventually, ingest_rig
+from tests.provisioning.test_devices_kit import TECH
 from tests.servers.mosquitto import MosquittoServer, write_password_file
 
 

@@ -53,6 +53,12 @@ class Pipeline:
         self.offline_hooks: list[Callable[[DeviceEntry, float], None]] = []
         self._accepted: dict[tuple[str, str], Any] = {}
         self._refused: dict[tuple[str, str], Any] = {}
+        # One shared, never mutated tag dict per place: stores only read tags.
+        self._tags: dict[int | None, dict[str, str]] = {}
+
+    @staticmethod
+    def _place_tags(place_id: int | None) -> dict[str, str]:
+        return {"place": str(place_id)} if place_id is not None else {}
 
     def accept(self, device: DeviceEntry, payload: bytes, transport: str, fmt: Format = "auto") -> Reading:
         """Decode, check and record one uplink; raises DecodeError (with ``reason``) when refused."""
@@ -73,7 +79,9 @@ class Pipeline:
         if reading.events:
             fields = {**fields, "events": ",".join(reading.events)}
         if fields:
-            tags = {"place": str(device.place_id)} if device.place_id is not None else {}
+            tags = self._tags.get(device.place_id)
+            if tags is None:
+                tags = self._tags[device.place_id] = self._place_tags(device.place_id)
             try:
                 self.store.write(TelemetryPoint(device.serial, device.kind, ts, fields, tags))
             except HubError as exc:

@@ -166,11 +166,13 @@ class DeviceStates:
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-        stmt = insert(DeviceStatus)
+        # A Core statement on a connection is one executemany; through an ORM session the same upsert
+        # became one INSERT per row (~0.25 ms each: a quarter second per 1,000 devices).
+        stmt = insert(DeviceStatus.__table__)  # type: ignore[arg-type]
         columns = {c: stmt.excluded[c] for c in rows[0] if c != "device_id"}
         stmt = stmt.on_conflict_do_update(index_elements=["device_id"], set_=columns)
-        async with self.db.session() as session:
-            await session.execute(stmt, rows)
+        async with self.db.engine.begin() as conn:
+            await conn.execute(stmt, rows)
 
 
 def _num(value: Value | None) -> float | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
+from typing import TypeVar
 
 from hub.errors import InvalidInput
 from hub.telemetry.base import TelemetryPoint, Value
@@ -19,6 +20,7 @@ _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _STRING = str.maketrans({"\\": "\\\\", '"': '\\"'})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _CACHE_MAX = 50_000
+_K = TypeVar("_K", bound=Hashable)
 
 
 def _check_name(text: str, what: str) -> None:
@@ -35,9 +37,10 @@ def _check_name(text: str, what: str) -> None:
 class LineEncoder:
     """Encode TelemetryPoints to line protocol, caching escaped names (they repeat a lot)."""
 
-    __slots__ = ("_keys", "_measurements", "_tag_values")
+    __slots__ = ("_heads", "_keys", "_measurements", "_tag_values")
 
     def __init__(self) -> None:
+        self._heads: dict[tuple[object, ...], str] = {}
         self._measurements: dict[str, str] = {}
         self._keys: dict[str, str] = {}
         self._tag_values: dict[str, str] = {}
@@ -68,7 +71,7 @@ class LineEncoder:
         return out
 
     @staticmethod
-    def _remember(cache: dict[str, str], raw: str, escaped: str) -> str:
+    def _remember(cache: dict[_K, str], raw: _K, escaped: str) -> str:
         if len(cache) >= _CACHE_MAX:
             cache.clear()  # bounded memory beats a perfect hit rate for churned device ids
         cache[raw] = escaped
@@ -90,26 +93,42 @@ class LineEncoder:
             return f'{name}="{value.translate(_STRING)}"'
         raise InvalidInput(f"unsupported field type {type(value).__name__} for {key}", field=key)
 
+    def _series(self, point: TelemetryPoint) -> str:
+        """Measurement and tags, escaped and sorted (InfluxDB's fast path), cached per series."""
+        tags = point.tags
+        key: tuple[object, ...] = (
+            (point.kind, point.device_id, *tags.items()) if tags else (point.kind, point.device_id)
+        )
+        out = self._heads.get(key)
+        if out is not None:
+            return out
+        parts = [self._measurement(point.kind)]
+        merged = {k: v for k, v in tags.items() if v}  # 1.x refuses empty tag values
+        merged["device_id"] = point.device_id
+        for name in sorted(merged):
+            parts.append(f",{self._key(name)}={self._tag_value(merged[name])}")
+        return self._remember(self._heads, key, "".join(parts))
+
     def encode(self, point: TelemetryPoint) -> str:
         """One line (without the newline); raises InvalidInput for what InfluxDB would refuse."""
-        if not point.fields:
+        fields = point.fields
+        if not fields:
             raise InvalidInput("a point needs at least one field", field="fields")
-        parts = [self._measurement(point.kind)]
-        tags = point.tags
-        if tags:
-            merged = {k: v for k, v in tags.items() if v}  # 1.x refuses empty tag values
-            merged["device_id"] = point.device_id
-            for key in sorted(merged):  # sorted tags are InfluxDB's fast path
-                parts.append(f",{self._key(key)}={self._tag_value(merged[key])}")
-        else:
-            parts.append(f",device_id={self._tag_value(point.device_id)}")
-        parts.append(" ")
-        parts.append(",".join([self._field(k, v) for k, v in point.fields.items()]))
+        keys, out = self._keys, []
+        # Floats and ints inline: they are nearly every field, and this runs once per field of every uplink.
+        # "v - v == 0" holds for finite floats only (inf - inf and NaN - NaN are NaN).
+        for key, value in fields.items():
+            kind = type(value)
+            if kind is float and value - value == 0.0:  # type: ignore[operator]
+                out.append(f"{keys.get(key) or self._key(key)}={value!r}")
+            elif kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+                out.append(f"{keys.get(key) or self._key(key)}={value}i")
+            else:
+                out.append(self._field(key, value))
         ts = point.ts
-        if not math.isfinite(ts):
+        if not ts - ts == 0.0:
             raise InvalidInput(f"non-finite timestamp {ts}", field="ts")
-        parts.append(f" {round(ts * 1_000_000_000)}")
-        return "".join(parts)
+        return f"{self._series(point)} {','.join(out)} {round(ts * 1_000_000_000)}"
 
 
 def encode_points(points: Iterable[TelemetryPoint], encoder: LineEncoder | None = None) -> str:

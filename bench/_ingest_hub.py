@@ -52,13 +52,16 @@ async def _watch(hub: Hub, target: int, stall: float) -> None:
     points and would steal it from the hub on a small machine); the parent counts in InfluxDB afterwards.
     """
     seen, seen_at = -1, time.monotonic()
+    mqtt, received_at = _mqtt(hub), None
     while True:
         written = hub.store.stats.written
         now = time.monotonic()
+        if received_at is None and (getattr(mqtt, "received", None) or 0) >= target:
+            received_at = now  # when the last message was read: the rest is the store's tail
         if written != seen:
             seen, seen_at = written, now
         if written >= target or now - seen_at > stall:
-            emit("reached", at=seen_at, written=written)
+            emit("reached", at=seen_at, written=written, received_at=received_at)
             return
         await asyncio.sleep(0.005)
 

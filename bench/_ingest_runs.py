@@ -167,6 +167,11 @@ async def run_hub(bench: Bench, broker: str, qos: int, mode: str) -> Run:
     if mode == "live":
         sent = await load.expect("sent")
         t0 = float(sent["t0"])
+    if reached.get("received_at") is not None:
+        read = float(reached["received_at"]) - t0
+        print(
+            f"  hub read the last message at {read:.2f} s, InfluxDB acknowledged the last point at {last - t0:.2f} s"
+        )
     await load.send("close")
     await load.close()
     await hub.send("stop")

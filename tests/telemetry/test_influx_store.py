@@ -54,10 +54,12 @@ async def test_invalid_point_refused_at_write(make_influx_store: InfluxFactory) 
     assert store.stats.written == 0
 
 
+@pytest.mark.parametrize("in_flight", [1, 4])
 async def test_outage_mid_stream_loses_nothing(
-    make_influx_store: InfluxFactory, influxdb: InfluxServer, influx_database: str
+    make_influx_store: InfluxFactory, influxdb: InfluxServer, influx_database: str, in_flight: int
 ) -> None:
-    store = await make_influx_store(batch_size=50, flush_interval=0.01)
+    """With one batch posted at a time and with several: every point once, whatever failed mid-post."""
+    store = await make_influx_store(batch_size=50, flush_interval=0.01, max_in_flight=in_flight)
     total = 3000
     for i in range(total):
         store.write(_point(i))

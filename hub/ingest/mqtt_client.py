@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub.config import MqttSettings
@@ -26,6 +26,9 @@ __all__ = ["ExternalMqtt"]
 log = logging.getLogger(__name__)
 # Parsed topics are cached: a fleet uses a few topics per device, and parsing costs a split and an object.
 _ROUTES_MAX = 100_000
+# Reading pauses while the telemetry store has this many points queued, until half are written: a few
+# InfluxDB batches keep its writer busy, and more would only move the broker's backlog into memory.
+HIGH_WATER = 20_000
 
 
 class ExternalMqtt:
@@ -42,6 +45,7 @@ class ExternalMqtt:
         command_timeout: float = 30.0,
         backoff: tuple[float, float] = (0.5, 30.0),
         keepalive: int = 30,
+        high_water: int = HIGH_WATER,
     ) -> None:
         self.settings = settings
         self.ingest = ingest
@@ -54,9 +58,11 @@ class ExternalMqtt:
         )
         self.backoff = backoff
         self.keepalive = keepalive
+        self.high_water = high_water
         self.connected = asyncio.Event()
         self.connects = 0
         self.received = 0
+        self.paused = 0  # times reading paused for the store (backpressure)
         self.last_error: str | None = None
         self._connection: MqttConnection | None = None
         self._routes: dict[str, DeviceTopic | None] = {}
@@ -176,6 +182,14 @@ class ExternalMqtt:
             self._handle(topic, payload, parsed, entry)
         except Exception:
             log.exception("MQTT ingest failed on %s", topic[:200])
+
+    def congestion(self) -> Awaitable[None] | None:
+        """Something to await before reading on while the store is behind; None otherwise."""
+        store = self.ingest.pipeline.store
+        if store.queued < self.high_water:
+            return None
+        self.paused += 1
+        return store.drained_to(self.high_water // 2)
 
     def _handle(
         self, topic: str, payload: bytes, parsed: DeviceTopic | None, entry: DeviceEntry | None

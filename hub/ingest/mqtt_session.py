@@ -32,6 +32,9 @@ class Inbound(Protocol):
     async def take_later(self, topic: str, payload: bytes, retain: bool) -> None:
         """Handle one message that could not be taken at once."""
 
+    def congestion(self) -> Awaitable[None] | None:
+        """None when more may be read now; otherwise what to await before reading on."""
+
 
 class _Protocol(asyncio.Protocol):
     """Parses, dispatches and acknowledges; resolves the futures of CONNACK, SUBACK and PUBACK."""
@@ -94,6 +97,17 @@ class _Protocol(asyncio.Protocol):
                 self._control(packet)  # type: ignore[arg-type]
         if acks and self.transport is not None:
             self.transport.write(b"".join(acks))
+        if not self.backlog:
+            wait = self.inbound.congestion()
+            if wait is not None and self.transport is not None:
+                # The backlog stays in the broker (QoS 1 sessions) instead of in the hub's memory.
+                self.transport.pause_reading()
+                self.tasks.spawn(self._resume_after(wait), name="mqtt-inbound-backpressure")
+
+    async def _resume_after(self, wait: Awaitable[None]) -> None:
+        await wait
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     async def _drain(self) -> None:
         """Handle a paused chunk's rest in order, awaiting where needed, then read on."""
@@ -110,6 +124,9 @@ class _Protocol(asyncio.Protocol):
                 self._control(packet)  # type: ignore[arg-type]
             # Removed only once handled: chunks read meanwhile are appended behind it.
             self.backlog.popleft()
+        wait = self.inbound.congestion()
+        if wait is not None:
+            await wait
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 

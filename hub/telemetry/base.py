@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -41,6 +42,15 @@ class TelemetryStore(Protocol):
     @property
     def stats(self) -> StoreStats:
         """Counters since the store was created."""
+        ...
+
+    @property
+    def queued(self) -> int:
+        """Points taken by ``write`` that the writer has not yet stored or spooled (for backpressure)."""
+        ...
+
+    def drained_to(self, level: int) -> Awaitable[None]:
+        """Resolves once at most ``level`` points are queued."""
         ...
 
     async def start(self) -> None:

@@ -70,6 +70,15 @@ class InfluxStore:
         return self._stats
 
     @property
+    def queued(self) -> int:
+        """Points waiting in the intake queue."""
+        return len(self._intake)
+
+    def drained_to(self, level: int) -> asyncio.Future[None]:
+        """Resolves once at most ``level`` points wait in the intake queue."""
+        return self._intake.drained_to(level)
+
+    @property
     def spooled_batches(self) -> int:
         """Batches waiting in the spool."""
         return len(self._spool)

@@ -38,6 +38,7 @@ class Intake(Generic[T]):
         self._items = 0
         # An Event rather than asyncio.Queue: wait_for(queue.get()) may lose an item on timeout in 3.11.
         self._ready = asyncio.Event()
+        self._low: list[tuple[int, asyncio.Future[None]]] = []  # (level, resolved at or below it)
 
     def __len__(self) -> int:
         return self._items
@@ -50,6 +51,26 @@ class Intake(Generic[T]):
         self._items += 1
         self._ready.set()
         return True
+
+    def drained_to(self, level: int) -> asyncio.Future[None]:
+        """A future resolved once at most ``level`` items are queued (backpressure for producers)."""
+        future = asyncio.get_running_loop().create_future()
+        if self._items <= level:
+            future.set_result(None)
+        else:
+            self._low.append((level, future))
+        return future
+
+    def _wake_low(self) -> None:
+        keep = []
+        for level, future in self._low:
+            if future.done():
+                continue
+            if self._items <= level:
+                future.set_result(None)
+            else:
+                keep.append((level, future))
+        self._low = keep
 
     def put_marker(self, marker: Marker) -> None:
         """Append a marker regardless of the bound."""
@@ -77,6 +98,8 @@ class Intake(Generic[T]):
                 items.append(entry)
         self._queue = kept
         self._items = 0
+        if self._low:
+            self._wake_low()
         return items
 
     def push_back(self, items: list[T]) -> None:
@@ -104,10 +127,14 @@ class Intake(Generic[T]):
         while queue and limit > 0:
             entry = queue.popleft()
             if isinstance(entry, Flush | Close):
+                if self._low:
+                    self._wake_low()
                 return entry
             batch.append(entry)
             self._items -= 1
             limit -= 1
+        if self._low:
+            self._wake_low()
         return None
 
     async def next_batch(

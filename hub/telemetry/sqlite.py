@@ -83,6 +83,15 @@ class SQLiteStore:
         """Point counters."""
         return self._stats
 
+    @property
+    def queued(self) -> int:
+        """Points waiting in the intake queue."""
+        return len(self._intake)
+
+    def drained_to(self, level: int) -> asyncio.Future[None]:
+        """Resolves once at most ``level`` points wait in the intake queue."""
+        return self._intake.drained_to(level)
+
     async def start(self) -> None:
         """Open the file in WAL mode, create the table, start the writer and purge tasks."""
         try:

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
+from drivers import DRIVERS
+from hub.config import MqttSettings
 from hub.db import Database
 from hub.errors import TransportError
+from hub.ingest.mqtt_client import ExternalMqtt
 from hub.ingest.mqtt_session import MqttConnection
+from hub.ingest.service import IngestService
+from hub.metrics import HubMetrics
+from hub.telemetry import InfluxStore, InfluxStoreConfig
+from provisioning.credentials import CredentialEvents
 from provisioning.enroll import DeviceSpec, enroll_direct
 from tests.ingest.test_mqtt_embedded import reading
 from tests.ingest.test_mqtt_external import hub_client
-from tests.ingest.test_mqtt_kit import Device, accepted, eventually, ingest_rig
-from tests.provisioning.test_devices_kit import TECH
+from tests.ingest.test_mqtt_kit import Device, Rig, accepted, eventually, ingest_rig, now, rejected
+from tests.provisioning.test_devices_kit import TECH, make_store, make_street
+from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer, write_password_file
+from tests.telemetry.conftest import influx_count
 
 
 class Nowhere:
@@ -113,3 +125,53 @@ async def test_a_backlog_behind_an_uncached_device_keeps_its_order(
             assert hub.received == 300
         finally:
             await hub.stop()
+
+
+async def test_a_stalled_store_pauses_reading_and_the_backlog_waits_in_the_broker(
+    db: Database, tmp_path: Path, mosquitto: MosquittoServer, influxdb: InfluxServer, influx_database: str
+) -> None:
+    """InfluxDB frozen (SIGSTOP): the hub stops reading once its queue is full, the broker keeps the rest
+    of the QoS 1 backlog; thawed, every message arrives once."""
+    await make_street(db, now())
+    config = InfluxStoreConfig(
+        url=influxdb.url,
+        database=influx_database,
+        batch_size=50,
+        flush_interval=0.01,
+        timeout=60,
+        spool_dir=tmp_path / "spool",
+    )
+    store = InfluxStore(config)
+    await store.start()
+    metrics = HubMetrics()
+    ingest = IngestService(db, store, DRIVERS, metrics, CredentialEvents(), time.time)
+    await ingest.start()
+    rig = Rig(db, ingest, store, metrics, CredentialEvents(), make_store(db, now, CredentialEvents()))  # type: ignore[arg-type]
+    await rig.enroll("B-1")
+    options = {"mode": "external", "port": mosquitto.port, "client_id": f"hub-{secrets.token_hex(4)}"}
+    hub = ExternalMqtt(MqttSettings(**options), ingest, time.time, high_water=100)  # type: ignore[arg-type]
+    await hub.start()
+    pid = influxdb._process.pid
+    assert pid is not None
+    device = Device("B-1", mosquitto.port, None)
+    try:
+        await eventually(hub.connected.is_set, "the subscription")
+        assert await device.connect()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for seq in range(1, 1001):
+                device.client.publish("devices/B-1/up", reading(seq), qos=1)
+            await eventually(lambda: hub.paused > 0, "reading paused")
+            await asyncio.sleep(0.5)  # long enough to take everything, were it still reading
+            assert hub.received < 500, "the hub kept reading although its store was stuck"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await eventually(lambda: accepted(metrics) == 1000, "the whole backlog", timeout=30)
+        await store.flush()
+        assert influx_count(influxdb, influx_database, "smoke", "temperature") == 1000
+        assert store.stats.written == 1000 and rejected(metrics, "replayed") == 0
+    finally:
+        device.close()
+        await hub.stop()
+        await ingest.stop()
+        await store.close()

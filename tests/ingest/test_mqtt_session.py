@@ -41,6 +41,9 @@ class Nowhere:
     async def take_later(self, topic: str, payload: bytes, retain: bool) -> None:
         """Never called."""
 
+    def congestion(self) -> None:
+        """Never congested."""
+
 
 async def test_a_refused_or_unreachable_broker_is_named_in_the_error(tmp_path: Path) -> None:
     """Wrong password → the CONNACK's reason; no listener → the address and the OS error."""

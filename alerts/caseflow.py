@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.alert import Alert
 from alerts.cases import Action, CaseSource, CaseState, EventKind, next_state
-from alerts.casestore import CaseConfig, NewCase, add_event, get_case, open_case
+from alerts.casestore import CaseConfig, NewCase, PlaceRef, add_event, get_case, open_planned
 from alerts.contracts import Notification, Notifier
 from alerts.dedup import Decision, DedupReason
-from alerts.escalation import cancel_planned, plan_steps, policy_for
+from alerts.escalation import StepSpec, cancel_planned, plan_steps, policy_for
 from alerts.sla import SlaClock, Urgency
-from hub.db.cases import Case, CaseAlert, CaseEvent
+from hub.db.cases import Case, CaseAlert, CaseEvent, EscalationStep
 from hub.db.places import Place
 from hub.errors import Conflict, InvalidInput
 
-__all__ = ["RATING", "apply_alert", "rating_contact", "request_ratings", "transition"]
+__all__ = ["RATING", "apply_alert", "open_alert_case", "rating_contact", "request_ratings", "transition"]
 
 # The reason of the "feedback" timeline line marking a resolved case whose reporter or household was asked.
 RATING = "rating_request"
@@ -185,26 +187,65 @@ async def _reopen(session: AsyncSession, case: Case, now: dt.datetime, cfg: Case
     await plan_steps(session, case.id, case.place_id, steps, now, first_seq=100 * case.reopened)
 
 
+def _alert_row(case: Case, alert: Alert, now: dt.datetime) -> CaseAlert:
+    return CaseAlert(
+        case_id=case.id,
+        fingerprint=alert.fingerprint,
+        name=alert.name,
+        device_id=alert.device_id,
+        place_id=alert.place_id,
+        count=1,
+        firing=True,
+        first_at=now,
+        last_at=now,
+        labels=dict(alert.labels),
+    )
+
+
 async def _join(session: AsyncSession, case: Case, alert: Alert, now: dt.datetime) -> None:
     row = await session.get(CaseAlert, (case.id, alert.fingerprint))
     if row is None:
-        row = CaseAlert(
-            case_id=case.id,
-            fingerprint=alert.fingerprint,
-            name=alert.name,
-            device_id=alert.device_id,
-            place_id=alert.place_id,
-            count=1,
-            firing=True,
-            first_at=now,
-            last_at=now,
-            labels=dict(alert.labels),
-        )
-        session.add(row)
+        session.add(_alert_row(case, alert, now))
     else:
         row.count, row.firing, row.last_at = row.count + 1, True, now
     case.alert_count += 1
     case.last_alert_at, case.condition_active, case.updated_at = now, True, now
+
+
+def _alert_detail(alert: Alert) -> dict[str, Any]:
+    return {"fingerprint": alert.fingerprint, "device": alert.device_serial, "value": alert.value}
+
+
+async def open_alert_case(
+    session: AsyncSession,
+    cfg: CaseConfig,
+    alert: Alert,
+    now: dt.datetime,
+    *,
+    place: PlaceRef | None,
+    steps: Sequence[StepSpec] | None = None,
+) -> tuple[Case, list[EscalationStep]]:
+    """A new case opened by ``alert`` (joined in the case's INSERT); returns its planned steps too."""
+    actor = f"rule:{alert.name}"[:120]
+    new = NewCase(
+        source=str(CaseSource.SENSOR),
+        category=alert.category,
+        severity=alert.severity,
+        place=place,
+        summary=alert.summary or alert.name,
+        fingerprint=alert.fingerprint,
+        device_id=alert.device_id,
+    )
+    case, planned = await open_planned(
+        session, cfg, new, actor=actor, channel="system", now=now, steps=steps, alerted=True
+    )
+    session.add(_alert_row(case, alert, now))
+    reason = str(DedupReason.NEW_CASE)
+    detail = _alert_detail(alert)
+    add_event(
+        session, case, EventKind.ALERT, actor=actor, channel="system", at=now, reason=reason, detail=detail
+    )
+    return case, planned
 
 
 async def apply_alert(
@@ -212,32 +253,12 @@ async def apply_alert(
 ) -> Case | None:
     """Open, update, reopen or clear the case ``decision`` names; the reason goes on the timeline."""
     actor, reason = f"rule:{alert.name}"[:120], str(decision.reason)
-    detail = {"fingerprint": alert.fingerprint, "device": alert.device_serial, "value": alert.value}
+    detail = _alert_detail(alert)
     if decision.reason is DedupReason.NO_CASE:
         return None
     if decision.reason is DedupReason.NEW_CASE:
         place = None if alert.place_id is None else await session.get(Place, alert.place_id)
-        new = NewCase(
-            source=str(CaseSource.SENSOR),
-            category=alert.category,
-            severity=alert.severity,
-            place=place,
-            summary=alert.summary or alert.name,
-            fingerprint=alert.fingerprint,
-            device_id=alert.device_id,
-        )
-        case = await open_case(session, cfg, new, actor=actor, channel="system", now=now)
-        await _join(session, case, alert, now)
-        add_event(
-            session,
-            case,
-            EventKind.ALERT,
-            actor=actor,
-            channel="system",
-            at=now,
-            reason=reason,
-            detail=detail,
-        )
+        case, _planned = await open_alert_case(session, cfg, alert, now, place=place)
         return case
     assert decision.case_id is not None
     case = await get_case(session, decision.case_id, lock=True)

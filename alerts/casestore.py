@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.cases import CaseState, EventKind, case_code, check_category, check_channel
 from alerts.dedup import DedupPolicy
-from alerts.escalation import plan_steps, policy_for
+from alerts.escalation import StepSpec, plan_steps, policy_for
 from alerts.sla import SlaClock, SlaPolicies, Urgency, default_policies
 from alerts.workdays import WorkdayCalendar
-from hub.db.cases import Case, CaseCounter, CaseEvent
-from hub.db.places import LEVELS, Place, subtree_bounds
+from hub.db.cases import Case, CaseCounter, CaseEvent, EscalationStep
+from hub.db.places import LEVELS, subtree_bounds
 from hub.errors import NotFound
 from provisioning.audit import record
 from provisioning.places import ancestor_ids
@@ -30,6 +31,7 @@ __all__ = [
     "list_cases",
     "next_code",
     "open_case",
+    "open_planned",
     "timeline",
 ]
 
@@ -50,6 +52,18 @@ class CaseConfig:
     )
 
 
+class PlaceRef(Protocol):
+    """A place as a case needs it: a stored ``Place`` or the alert path's ``PlaceInfo``."""
+
+    @property
+    def id(self) -> int:
+        """The place id."""
+
+    @property
+    def path(self) -> str:
+        """The materialised path, root first."""
+
+
 @dataclass(frozen=True)
 class NewCase:
     """A case to open, from an alert or a person."""
@@ -57,7 +71,7 @@ class NewCase:
     source: str
     category: str
     severity: str
-    place: Place | None
+    place: PlaceRef | None
     summary: str = ""
     description: str = ""
     fingerprint: str | None = None
@@ -130,6 +144,25 @@ async def open_case(
     session: AsyncSession, cfg: CaseConfig, new: NewCase, *, actor: str, channel: str, now: dt.datetime
 ) -> Case:
     """Open a case: code, SLA due times, building/household, planned escalation steps, an 'opened' line."""
+    case, _steps = await open_planned(session, cfg, new, actor=actor, channel=channel, now=now)
+    return case
+
+
+async def open_planned(
+    session: AsyncSession,
+    cfg: CaseConfig,
+    new: NewCase,
+    *,
+    actor: str,
+    channel: str,
+    now: dt.datetime,
+    steps: Sequence[StepSpec] | None = None,
+    alerted: bool = False,
+) -> tuple[Case, list[EscalationStep]]:
+    """``open_case``, returning the planned steps too; ``steps`` given skip the policy look-up.
+
+    ``alerted``: the case opens with its first alert joined (count, last alert time) in its INSERT.
+    """
     check_category(new.category)
     policy = cfg.sla.for_category(new.category)
     clock = SlaClock.start(policy, now, cfg.calendar)
@@ -150,8 +183,8 @@ async def open_case(
         summary=new.summary,
         description=new.description,
         reporter_phone=new.reporter_phone,
-        alert_count=0,
-        condition_active=False,
+        alert_count=1 if alerted else 0,
+        condition_active=alerted,
         overdue=False,
         escalated=False,
         reopened=0,
@@ -159,18 +192,20 @@ async def open_case(
         reply_due=clock.reply_due,
         resolve_due=clock.resolve_due,
         opened_at=now,
+        last_alert_at=now if alerted else None,
         updated_at=now,
     )
     session.add(case)
     await session.flush()
-    urgent = policy.urgency is Urgency.URGENT
-    steps = await policy_for(session, case.place_path, case.category, urgent=urgent)
-    await plan_steps(session, case.id, case.place_id, steps, now)
+    if steps is None:
+        urgent = policy.urgency is Urgency.URGENT
+        steps = await policy_for(session, case.place_path, case.category, urgent=urgent)
+    planned = await plan_steps(session, case.id, case.place_id, steps, now)
     detail = {"source": new.source, "category": new.category, "severity": new.severity, "steps": len(steps)}
     add_event(
         session, case, EventKind.OPENED, actor=actor, channel=channel, at=now, after=case.state, detail=detail
     )
-    return case
+    return case, planned
 
 
 async def get_case(session: AsyncSession, ref: str | int, *, lock: bool = False) -> Case:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.cases import OPEN_STATES, CaseState
 from hub.db.cases import Case, CaseAlert
 
-__all__ = ["AlertFacts", "Decision", "DedupPolicy", "DedupReason", "classify", "decide"]
+__all__ = [
+    "AlertFacts",
+    "Decision",
+    "DedupPolicy",
+    "DedupReason",
+    "classify",
+    "decide",
+    "decision_of",
+    "lookup",
+]
 
 _OPEN = [str(s) for s in OPEN_STATES]
 
@@ -78,24 +89,23 @@ def classify(
     return Decision(DedupReason.NEW_CASE)
 
 
-async def _open_case(session: AsyncSession, fingerprint: str) -> tuple[int, str] | None:
-    query = (
-        select(Case.id, Case.state)
+def _open_case(fingerprint: str) -> Any:
+    return (
+        select(Case.id)
         .join(CaseAlert, CaseAlert.case_id == Case.id)
         .where(CaseAlert.fingerprint == fingerprint, Case.state.in_(_OPEN))
         .order_by(Case.id.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    row = (await session.execute(query)).first()
-    return None if row is None else (row[0], row[1])
 
 
-async def _correlated(session: AsyncSession, facts: AlertFacts, policy: DedupPolicy) -> int | None:
+def _correlated(facts: AlertFacts, policy: DedupPolicy) -> Any:
     if facts.building_id is None:
-        return None
+        return null()
     # Resolved cases are left out: a new fire after one was put out is a new fire.
     active = [str(s) for s in (CaseState.DISCOVERED, CaseState.ACCEPTED, CaseState.IN_PROGRESS)]
-    query = (
+    return (
         select(Case.id)
         .where(
             Case.building_id == facts.building_id,
@@ -105,13 +115,12 @@ async def _correlated(session: AsyncSession, facts: AlertFacts, policy: DedupPol
         )
         .order_by(Case.id)
         .limit(1)
+        .scalar_subquery()
     )
-    found: int | None = await session.scalar(query)
-    return found
 
 
-async def _recently_closed(session: AsyncSession, facts: AlertFacts, policy: DedupPolicy) -> int | None:
-    query = (
+def _recently_closed(facts: AlertFacts, policy: DedupPolicy) -> Any:
+    return (
         select(Case.id)
         .join(CaseAlert, CaseAlert.case_id == Case.id)
         .where(
@@ -121,16 +130,25 @@ async def _recently_closed(session: AsyncSession, facts: AlertFacts, policy: Ded
         )
         .order_by(Case.closed_at.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    found: int | None = await session.scalar(query)
-    return found
+
+
+def lookup(facts: AlertFacts, policy: DedupPolicy) -> Select[Any]:
+    """The fingerprint's open case (id, state), a correlated case in the building, a recently closed one."""
+    # One statement for the three look-ups (each an indexed probe): this runs on every alert's path.
+    open_id = _open_case(facts.fingerprint)
+    state = select(Case.state).where(Case.id == open_id).scalar_subquery()
+    return select(open_id, state, _correlated(facts, policy), _recently_closed(facts, policy))
+
+
+def decision_of(facts: AlertFacts, row: Sequence[Any]) -> Decision:
+    """The decision from the first four columns of a ``lookup`` row."""
+    found, found_state, correlated, closed = row[:4]
+    open_case = None if found is None else (int(found), str(found_state))
+    return classify(facts, open_case=open_case, correlated=correlated, recently_closed=closed)
 
 
 async def decide(session: AsyncSession, facts: AlertFacts, policy: DedupPolicy) -> Decision:
-    """Look up the fingerprint's open case, a correlated case in the building, a recently closed one."""
-    open_case = await _open_case(session, facts.fingerprint)
-    if not facts.firing or open_case is not None:
-        return classify(facts, open_case=open_case, correlated=None, recently_closed=None)
-    correlated = await _correlated(session, facts, policy)
-    closed = None if correlated is not None else await _recently_closed(session, facts, policy)
-    return classify(facts, open_case=None, correlated=correlated, recently_closed=closed)
+    """Run the look-ups and classify."""
+    return decision_of(facts, (await session.execute(lookup(facts, policy))).one())

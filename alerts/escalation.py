@@ -27,6 +27,7 @@ __all__ = [
     "cancel_planned",
     "list_steps",
     "parent_place",
+    "pick_policy",
     "plan_steps",
     "policy_for",
     "save_policy",
@@ -120,15 +121,27 @@ async def policy_for(
         or_(EscalationPolicyRow.place_id.is_(None), EscalationPolicyRow.place_id.in_(chain)),
         or_(EscalationPolicyRow.category.is_(None), EscalationPolicyRow.category == category),
     )
-    rows = list((await session.execute(query)).scalars())
-    if not rows:
-        return DEFAULT_URGENT if urgent else DEFAULT_ORDINARY
+    return pick_policy(list((await session.execute(query)).scalars()), path, category, urgent=urgent)
+
+
+def pick_policy(
+    rows: Sequence[EscalationPolicyRow], path: str | None, category: str, *, urgent: bool
+) -> tuple[StepSpec, ...]:
+    """Of ``rows``, the steps of the policy that fits best (the defaults when none fits)."""
+    chain = ancestor_ids(path) if path else []
     depth = {pid: i + 1 for i, pid in enumerate(chain)}
+    fits = [
+        row
+        for row in rows
+        if (row.place_id is None or row.place_id in depth) and row.category in (None, category)
+    ]
+    if not fits:
+        return DEFAULT_URGENT if urgent else DEFAULT_ORDINARY
 
     def rank(row: EscalationPolicyRow) -> tuple[int, int, int]:
         return (depth.get(row.place_id, 0) if row.place_id else 0, row.category is not None, row.id)
 
-    best = max(rows, key=rank)
+    best = max(fits, key=rank)
     return tuple(StepSpec.model_validate(s) for s in best.steps)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select
@@ -13,14 +13,13 @@ from alerts.caseflow import request_ratings
 from alerts.cases import CaseState, EventKind
 from alerts.casestore import CaseConfig, add_event
 from alerts.contracts import Channel, Notification, Notifier
+from alerts.directory import Directory, PlaceInfo, ResponderInfo
 from alerts.escalation import LEVEL_ROLE, parent_place
 from alerts.feedback import next_step_now
 from hub.db import Database
 from hub.db.cases import Case, EscalationStep
-from hub.db.people import Responder
 from hub.db.places import Place
 from provisioning.places import ancestor_ids
-from provisioning.responders import responders_for
 
 __all__ = ["EscalationScheduler", "TickReport"]
 
@@ -53,8 +52,11 @@ class EscalationScheduler:
         clock: Callable[[], dt.datetime],
         *,
         batch: int = 100,
+        directory: Directory | None = None,
     ) -> None:
         self.db, self.notifier, self.cfg, self.clock, self.batch = db, notifier, cfg, clock, batch
+        # Places and responders for the steps (a directory not started reads the database).
+        self.directory = directory or Directory(db)
 
     async def tick(self) -> TickReport:
         """Ask resolved cases for a rating, run due steps, then flag and escalate overdue cases."""
@@ -76,20 +78,28 @@ class EscalationScheduler:
             report.steps, report.notifications = report.steps + done, report.notifications + sent
         return report
 
-    async def run_case(self, session: AsyncSession, case_id: int, now: dt.datetime) -> int:
-        """Run one case's due steps in the caller's transaction (a new case notifies as it commits)."""
-        query = (
-            select(EscalationStep)
-            .where(
-                EscalationStep.case_id == case_id,
+    async def run_case(
+        self,
+        session: AsyncSession,
+        case: Case,
+        now: dt.datetime,
+        planned: Sequence[EscalationStep] | None = None,
+    ) -> int:
+        """Run the due steps of a case the caller holds (locked or just opened), in the caller's transaction.
+
+        ``planned``: the steps the caller has just stored, so they need not be read back.
+        """
+        if planned is None:
+            query = select(EscalationStep).where(
+                EscalationStep.case_id == case.id,
                 EscalationStep.state == "planned",
                 EscalationStep.due_at <= now,
             )
-            .order_by(EscalationStep.due_at, EscalationStep.id)
-        )
+            planned = list((await session.execute(query)).scalars())
+        due = [s for s in planned if s.state == "planned" and s.due_at <= now]
         sent = 0
-        for step in (await session.execute(query)).scalars().all():
-            sent += await self._run(session, step, now)
+        for step in sorted(due, key=lambda s: (s.due_at, s.id)):
+            sent += await self._run(session, step, now, case)
         return sent
 
     async def _due_steps(self, session: AsyncSession, now: dt.datetime) -> tuple[int, int]:
@@ -106,27 +116,29 @@ class EscalationScheduler:
             sent += await self._run(session, step, now)
         return len(steps), sent
 
-    async def _run(self, session: AsyncSession, step: EscalationStep, now: dt.datetime) -> int:
-        # The desk locks a case before its steps; waiting here for the case, with the step locked, could
-        # deadlock (PostgreSQL): a case locked now is being answered, so its step waits for the next tick.
-        locked = select(Case).where(Case.id == step.case_id).with_for_update(skip_locked=True)
-        case = (await session.execute(locked)).scalars().first()
+    async def _run(
+        self, session: AsyncSession, step: EscalationStep, now: dt.datetime, held: Case | None = None
+    ) -> int:
+        case = held
         if case is None:
-            return 0
+            # The desk locks a case before its steps; waiting here for the case, with the step locked, could
+            # deadlock (PostgreSQL): a case locked now is being answered, so its step waits for the next tick.
+            locked = select(Case).where(Case.id == step.case_id).with_for_update(skip_locked=True)
+            case = (await session.execute(locked)).scalars().first()
+            if case is None:
+                return 0
         # Policy steps wait for an accept; an overdue escalation also informs a level up after it.
-        live = case is not None and (
-            case.state == CaseState.DISCOVERED or (step.origin == "overdue" and case.state in _ACTIVE)
-        )
-        if case is None or not live:
-            step.state, step.done_at, step.note = "skipped", now, f"case is {case.state if case else 'gone'}"
+        live = case.state == CaseState.DISCOVERED or (step.origin == "overdue" and case.state in _ACTIVE)
+        if not live:
+            step.state, step.done_at, step.note = "skipped", now, f"case is {case.state}"
             return 0
-        place = await session.get(Place, step.place_id) if step.place_id is not None else None
-        matches = [] if place is None else await responders_for(session, place.code, role=step.role, at=now)
-        where = await _where(session, case)
-        notes = [self._notification(case, step, m.responder, place, now, where) for m in matches]
-        sent = await self.notifier.enqueue(session, notes) if notes else 0
+        chain = await self.directory.chain(session, step.place_id)
+        matches = [] if not chain else await self.directory.responders(session, chain, step.role, now)
+        same = step.place_id == case.place_id
+        where = _names(chain) if same else await self._where(session, case)
+        notes = [self._notification(case, step, r, chain, now, where) for r in matches]
         step.state, step.done_at = "done", now
-        step.responder_ids = [m.responder.id for m in matches]
+        step.responder_ids = [r.id for r in matches]
         if not matches:
             step.note = f"no {step.role} on duty for the place"
             await next_step_now(session, step.case_id, now)  # nobody to wait for
@@ -148,24 +160,28 @@ class EscalationScheduler:
             note=step.note,
             detail=detail,
         )
-        return sent
+        # Last: the outbox INSERT flushes the case's pending rows with it, in one batch per table.
+        return await self.notifier.enqueue(session, notes) if notes else 0
 
     def _notification(
         self,
         case: Case,
         step: EscalationStep,
-        responder: Responder,
-        place: Place | None,
+        responder: ResponderInfo,
+        chain: Sequence[PlaceInfo],
         now: dt.datetime,
         where: list[str] | None = None,
     ) -> Notification:
         channel: Channel = "voice" if step.channel == "voice" else "sms"
+        place = chain[-1] if chain else None
         facts = {
             "category": case.category,
             "severity": case.severity,
             # Where the case is, from the community down (a street's responders know their district and street).
             "place": where or (None if place is None else place.name),
             "place_code": None if place is None else place.code,
+            # The street the message's cost counts against (paths run district → street → …).
+            "street_id": chain[1].id if len(chain) > 1 else None,
             "opened_at": case.opened_at.isoformat(),
             "summary": case.summary or case.description,
             "count": case.alert_count,
@@ -184,6 +200,10 @@ class EscalationScheduler:
             due_at=now,
             facts=facts,
         )
+
+    async def _where(self, session: AsyncSession, case: Case) -> list[str]:
+        """The names on the case's place path below the street: community › grid › building › household."""
+        return _names(await self.directory.chain(session, case.place_id) if case.place_path else [])
 
     async def _supervise(self, session: AsyncSession, now: dt.datetime) -> tuple[int, int]:
         """Flag cases past a due time; escalate each one level up (again after ``reescalate_after``)."""
@@ -262,11 +282,5 @@ class EscalationScheduler:
         return True
 
 
-async def _where(session: AsyncSession, case: Case) -> list[str]:
-    """The names on the case's place path below the street: community › grid › building › household."""
-    if not case.place_path:
-        return []
-    ids = [int(part) for part in case.place_path.strip("/").split("/") if part]
-    rows = (await session.execute(select(Place.id, Place.name, Place.level).where(Place.id.in_(ids)))).all()
-    by_id = {row.id: row for row in rows}
-    return [by_id[i].name for i in ids if i in by_id and by_id[i].level not in ("district", "street")]
+def _names(chain: Sequence[PlaceInfo]) -> list[str]:
+    return [p.name for p in chain if p.level not in ("district", "street")]

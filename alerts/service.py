@@ -13,6 +13,7 @@ from alerts.alert import Alert, AlertQueue
 from alerts.casestore import CaseConfig
 from alerts.contracts import Notifier
 from alerts.desk import AwayHook, CaseDesk
+from alerts.directory import Directory
 from alerts.feedback import EscalationFeedback
 from alerts.pipeline import AlertPipeline
 from alerts.ruleset import RuleSet
@@ -52,7 +53,9 @@ class CaseService:
         from alerts.scheduler import EscalationScheduler
 
         self.db, self.queue, self.clock = db, queue, clock
-        self.scheduler = EscalationScheduler(db, notifier, cfg, clock)
+        # Places, responders and policies in memory for the alert path (see alerts/directory.py).
+        self.directory = Directory(db)
+        self.scheduler = EscalationScheduler(db, notifier, cfg, clock, directory=self.directory)
         self.pipeline = AlertPipeline(db, cfg, clock, self.scheduler)
         self.desk = CaseDesk(db, cfg, clock, away_hook)
         self.feedback = EscalationFeedback(db, clock)
@@ -73,6 +76,7 @@ class CaseService:
         """Load stored rules into the engine, then start the consumer and the ticker (named, held tasks)."""
         if self.reloader is not None:
             await self.reloader.reload()
+        await self.directory.start()
         self._tasks.spawn(self._consume(), "cases-alert-consumer")
         self._tasks.spawn(self._tick_loop(), "cases-escalation-tick")
 
@@ -83,6 +87,7 @@ class CaseService:
         except TimeoutError:
             log.warning("cases: %d alerts left in the queue at stop", len(self.queue))
         await self._tasks.stop(self.stop_timeout)
+        await self.directory.stop()
 
     async def health(self) -> tuple[bool, str]:
         """Healthy while both tasks run."""

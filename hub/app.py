@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -80,8 +81,12 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     from drivers import DRIVERS
     from hub.telemetry.component import TelemetryComponent, make_store
 
-    def epoch() -> float:
+    def clock_epoch() -> float:
         return clock().timestamp()
+
+    # The real clock as epoch seconds straight from time.time: the ingest path asks once per uplink,
+    # and building a datetime only to take its timestamp cost ~0.7 µs of a ~20 µs budget.
+    epoch: Callable[[], float] = time.time if clock is utcnow else clock_epoch
 
     metrics = HubMetrics()
     metrics.info.labels(__version__).set(1)

@@ -8,7 +8,9 @@ subscriber that only counts, on the same broker in the same run: for Mosquitto t
 embedded amqtt broker (where devices may not read each other's uplinks) an anonymous amqtt instance of
 the same version and listener settings. Live: the clock runs from the publishers' start to the last message
 (the publisher bounds it). Drained (Mosquitto only): M messages queued for a persistent session, the clock
-from its reconnect to the last message. See docs/benchmarks.md.
+from its reconnect to the last message. The peer, on Mosquitto, is Node-RED doing MQTT → threshold →
+InfluxDB in its own process (bench/_ingest_nodered.py; installed by ``npm ci`` on first use), drained the
+same way, counted the same way; ``--peers`` alone leaves it out. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -25,16 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _ingest_fleet import enroll_fleet
+from _ingest_nodered import NodeRedUnavailable, ensure_installed, run_nodered
 from _ingest_runs import Bench, Run, run_bare, run_hub
+from _ingest_summary import mb, summary
 
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 
 __all__ = ["main", "parse_args"]
-
-# Measured here with Node-RED doing MQTT → threshold → InfluxDB, drained 100 k (DESIGN.md §5).
-NODE_RED = {0: 38_000.0, 1: 34_000.0}
-GOAL_RATIO, GOAL_RSS_MB = 0.6, 150.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +58,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--stall", type=float, default=10.0, help="give up after this many s without progress"
     )
-    parser.add_argument("--only", choices=["hub", "bare"], help="measure one side only")
+    parser.add_argument("--only", choices=["hub", "bare", "nodered"], help="measure one side only")
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        choices=["nodered"],
+        help="peers measured beside the hub on Mosquitto (default: Node-RED where npm is available; "
+        "--peers alone: none)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the hub's measured window (slows it)")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (logs, settings) and say where"
@@ -66,57 +73,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _mb(n: int) -> float:
-    return n / (1 << 20)
-
-
-def summary(runs: list[Run]) -> None:
-    """The final table: bare and hub side by side per broker, QoS and mode, and the goals."""
-    print()
-    print(
-        f"{'broker':9} {'qos':>3} {'mode':7} {'bare msg/s':>10} {'hub msg/s':>10} {'ratio':>6} "
-        f"{'hub CPU%':>8} {'hub RSS MB':>10} {'pub msg/s':>10} {'counted':>15}"
-    )
-    keys = sorted({(r.broker, r.qos, r.mode) for r in runs}, key=lambda k: (k[0] != "mosquitto", k[2], k[1]))
-    for broker, qos, mode in keys:
-        side = {r.who: r for r in runs if (r.broker, r.qos, r.mode) == (broker, qos, mode)}
-        bare, hub = side.get("bare"), side.get("hub")
-        ratio = f"{hub.rate / bare.rate:6.2f}" if hub and bare and bare.rate else f"{'-':>6}"
-        line = f"{broker:9} {qos:>3} {mode:7} "
-        line += f"{bare.rate:10,.0f} " if bare else f"{'-':>10} "
-        line += (
-            f"{hub.rate:10,.0f} {ratio} {hub.usage.cpu_pct:8.0f} {_mb(hub.usage.peak_rss):10.0f} "
-            if hub
-            else (f"{'-':>10} {ratio} {'-':>8} {'-':>10} ")
-        )
-        either = hub or bare
-        pub = either.publisher if either else 0.0
-        counted = f"{hub.count}/{hub.expected}" if hub else f"{bare.count}/{bare.expected}" if bare else ""
-        print(line + f"{pub:10,.0f} {counted:>15}")
-    print()
-    print(
-        f"goals: hub >= {GOAL_RATIO} x bare (drained), ahead of Node-RED ({NODE_RED[0]:,.0f} QoS 0 / "
-        f"{NODE_RED[1]:,.0f} QoS 1 msg/s, drained), peak RSS < {GOAL_RSS_MB:.0f} MB"
-    )
-    for r in runs:
-        if r.who == "hub" and r.mode == "drained":
-            bare = next(
-                (
-                    b
-                    for b in runs
-                    if b.who == "bare" and (b.broker, b.qos, b.mode) == (r.broker, r.qos, r.mode)
-                ),
-                None,
-            )
-            verdicts = [
-                f"ratio {'met' if bare and r.rate >= GOAL_RATIO * bare.rate else 'MISSED'}",
-                f"Node-RED {'beaten' if r.rate > NODE_RED[r.qos] else 'NOT beaten'}",
-                f"RSS {'met' if _mb(r.usage.peak_rss) < GOAL_RSS_MB else 'MISSED'}",
-            ]
-            print(f"  {r.broker} QoS {r.qos} drained: " + ", ".join(verdicts))
-    lost = [r for r in runs if r.count != r.expected]
-    for r in lost:
-        print(f"  {r.who} {r.broker} QoS {r.qos} {r.mode}: counted {r.count} of {r.expected}")
+def _nodered(args: argparse.Namespace) -> bool:
+    """Whether Node-RED runs as the peer: asked for, or by default where npm (or an install) is there."""
+    explicit = args.only == "nodered" or bool(args.peers)
+    wanted = args.only in (None, "nodered") and (args.peers is None or "nodered" in args.peers)
+    if not wanted or "mosquitto" not in args.brokers:
+        return False
+    try:
+        ensure_installed()
+    except NodeRedUnavailable as exc:
+        if explicit:
+            raise SystemExit(f"Node-RED: {exc}") from exc
+        print(f"Node-RED peer skipped: {exc}")
+        return False
+    return True
 
 
 async def main(args: argparse.Namespace) -> list[Run]:
@@ -125,6 +95,7 @@ async def main(args: argparse.Namespace) -> list[Run]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as auto:
         root = Path(tmp or auto)
         started = time.monotonic()
+        nodered = _nodered(args)
         # Other work on the machine moves every figure here: say how busy it was.
         print("load average at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
         fleet = await enroll_fleet(root, args.devices)
@@ -144,14 +115,17 @@ async def main(args: argparse.Namespace) -> list[Run]:
                     if broker == "amqtt" and mode == "drained":
                         continue  # the hub is the amqtt broker: nothing queues for it
                     for qos in args.qos:
-                        for who, run in (("bare", run_bare), ("hub", run_hub)):
+                        sides = [("bare", run_bare), ("hub", run_hub)]
+                        if nodered and broker == "mosquitto":
+                            sides.append(("nodered", run_nodered))
+                        for who, run in sides:
                             if args.only in (None, who):
                                 result = await run(bench, broker, qos, mode)
                                 runs.append(result)
                                 print(
-                                    f"{broker:9} QoS {qos} {mode:7} {who:4}: {result.rate:9,.0f} msg/s "
+                                    f"{broker:9} QoS {qos} {mode:7} {who:7}: {result.rate:9,.0f} msg/s "
                                     f"({result.count}/{result.expected} in {result.seconds:.2f} s, "
-                                    f"CPU {result.usage.cpu_pct:.0f}%, RSS {_mb(result.usage.peak_rss):.0f} MB)",
+                                    f"CPU {result.usage.cpu_pct:.0f}%, RSS {mb(result.usage.peak_rss):.0f} MB)",
                                     flush=True,
                                 )
         summary(runs)

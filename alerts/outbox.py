@@ -27,7 +27,9 @@ from alerts.notifiers.gate import Group, form_groups, streets_of
 from hub.config import Settings
 from hub.db import Database
 from hub.db.outbox import IN_FLIGHT_STATUSES, OutboxMessage
+from hub.db.people import Responder
 from hub.errors import NotifierError
+from hub.lifecycle import TaskSet
 from provisioning.audit import record, utcnow
 
 __all__ = ["Outbox"]
@@ -89,6 +91,9 @@ class Outbox:
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sends = TaskSet()
+        self._limit = asyncio.Semaphore(self.policy.concurrency)
+        self._books_now = False
 
     # -- Notifier ---------------------------------------------------------------------------------
 
@@ -143,6 +148,7 @@ class Outbox:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._sends.stop(self.policy.request_timeout_s)
         for channel in {id(c): c for c in self.channels.values()}.values():
             await channel.close()
 
@@ -172,19 +178,35 @@ class Outbox:
     # -- Worker -----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        books_due = 0.0
         while True:
             self._wake.clear()
             try:
-                sent = await self.run_once()
+                # Sends go on in their own tasks: an alarm never waits for another one's request to Twilio.
+                if self._spawn(await self._claim()):
+                    continue
+                # Bookkeeping when idle, at most once a poll interval (or sooner when a send failed).
+                if loop.time() >= books_due or self._books_now:
+                    self._books_now, books_due = False, loop.time() + self.policy.poll_interval_s
+                    await sweep_lost(self)
+                    await report_feedback(self)
+                # Ask the database first: a coroutine made before an await that fails would never be awaited.
+                timeout = await self._idle_wait()
             except Exception:  # the loop must outlive a bad cycle (database hiccup); the next one retries
                 log.exception("outbox cycle failed")
-                sent = 0
-            if sent:
-                continue
-            # Ask the database first: a coroutine made before an await that fails would never be awaited.
-            timeout = await self._idle_wait()
+                timeout = self.policy.poll_interval_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _spawn(self, groups: list[Group]) -> int:
+        for group in groups:
+            self._sends.spawn(self._send_limited(group), f"outbox-send-{group.leader.id}")
+        return len(groups)
+
+    async def _send_limited(self, group: Group) -> None:
+        async with self._limit:
+            await self._send(group)
 
     async def _idle_wait(self) -> float:
         async with self.db.session() as session:
@@ -200,15 +222,9 @@ class Outbox:
         # Sending first: the sweep is bookkeeping and must not stand between an alarm and its SMS.
         groups = await self._claim()
         if groups:
-            limit = asyncio.Semaphore(self.policy.concurrency)
-
-            async def send(group: Group) -> None:
-                async with limit:
-                    await self._send(group)
-
             async with asyncio.TaskGroup() as tasks:
                 for group in groups:
-                    tasks.create_task(send(group), name=f"outbox-send-{group.leader.id}")
+                    tasks.create_task(self._send_limited(group), name=f"outbox-send-{group.leader.id}")
         await sweep_lost(self)
         await report_feedback(self)
         return len(groups)
@@ -216,17 +232,21 @@ class Outbox:
     async def _claim(self) -> list[Group]:
         now = self.clock()
         async with self.db.session() as session:
+            # The responder's STOP comes with the rows (one statement less between an alarm and its SMS).
             query = (
-                select(OutboxMessage)
+                select(OutboxMessage, Responder.sms_opt_out)
+                .outerjoin(Responder, Responder.id == OutboxMessage.responder_id)
                 .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
                 .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
                 .limit(self.policy.batch_size)
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=True, of=OutboxMessage)
             )
-            rows = list((await session.execute(query)).scalars())
-            if not rows:
+            found = (await session.execute(query)).all()
+            if not found:
                 return []
-            groups = await form_groups(session, rows, now, self.policy, self.gather_url)
+            rows = [row for row, _stop in found]
+            opted_out = {row.responder_id for row, stop in found if stop and row.responder_id is not None}
+            groups = await form_groups(session, rows, now, self.policy, self.gather_url, opted_out)
             for group in groups:
                 for row in group.rows:
                     row.status, row.claimed_at, row.attempts = "sending", now, row.attempts + 1
@@ -310,4 +330,7 @@ class Outbox:
                     self.clock,
                 )
         self.outcomes.labels(leader.channel, "retry" if retry else "failed").inc(len(ids))
+        if not retry:  # the escalation hears of it at the worker's next turn, not after a poll interval
+            self._books_now = True
+            self._wake.set()
         log.warning("outbox #%s: %s (%s)", leader.id, exc.message, "will retry" if retry else "gave up")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.contracts import Notification
@@ -71,22 +72,42 @@ async def _opted_out(session: AsyncSession, rows: Sequence[OutboxMessage]) -> se
     return set((await session.execute(query)).scalars())
 
 
-async def _sent_times(
-    session: AsyncSession, column: str, keys: Iterable[object], since: dt.datetime, *, requests_only: bool
-) -> dict[object, list[tuple[str, dt.datetime]]]:
-    keys = set(keys)
-    out: dict[object, list[tuple[str, dt.datetime]]] = defaultdict(list)
-    if not keys:
-        return out
-    col = getattr(OutboxMessage, column)
-    query = select(col, OutboxMessage.channel, OutboxMessage.sent_at).where(
-        col.in_(keys), OutboxMessage.sent_at >= since
+Recent = dict[object, list[tuple[str, dt.datetime]]]
+
+
+def _went_out_since(since: dt.datetime) -> Any:
+    """Sent since ``since``, or claimed since then and still in flight (sends run while the next claim does)."""
+    m = OutboxMessage
+    return or_(m.sent_at >= since, and_(m.status == "sending", m.claimed_at >= since))
+
+
+async def _recent(
+    session: AsyncSession,
+    cases: set[int],
+    case_since: dt.datetime,
+    phones: set[str],
+    phone_since: dt.datetime,
+) -> tuple[Recent, Recent]:
+    """(channel, time) of messages gone out lately, by case (every row) and by phone (requests only)."""
+    by_case: Recent = defaultdict(list)
+    by_phone: Recent = defaultdict(list)
+    if not cases and not phones:
+        return by_case, by_phone
+    m = OutboxMessage
+    # One statement for both windows: this runs between an alarm and its first SMS.
+    query = select(m.case_id, m.phone, m.channel, func.coalesce(m.sent_at, m.claimed_at), m.bundle_id)
+    query = query.where(
+        or_(
+            and_(m.case_id.in_(cases), _went_out_since(case_since)),
+            and_(m.phone.in_(phones), _went_out_since(phone_since)),
+        )
     )
-    if requests_only:  # bundled followers rode on their leader's request
-        query = query.where(OutboxMessage.bundle_id.is_(None))
-    for key, channel, at in await session.execute(query):
-        out[key].append((channel, at))
-    return out
+    for case_id, phone, channel, at, bundle_id in await session.execute(query):
+        if case_id in cases and at >= case_since:
+            by_case[case_id].append((channel, at))
+        if phone in phones and at >= phone_since and bundle_id is None:  # followers rode on a request
+            by_phone[phone].append((channel, at))
+    return by_case, by_phone
 
 
 async def _spent(session: AsyncSession, streets: set[int], since: dt.datetime) -> dict[int, float]:
@@ -95,7 +116,7 @@ async def _spent(session: AsyncSession, streets: set[int], since: dt.datetime) -
     cost = func.sum(func.coalesce(OutboxMessage.price, OutboxMessage.cost_estimate))
     query = (
         select(OutboxMessage.street_id, cost)
-        .where(OutboxMessage.street_id.in_(streets), OutboxMessage.sent_at >= since)
+        .where(OutboxMessage.street_id.in_(streets), _went_out_since(since))
         .group_by(OutboxMessage.street_id)
     )
     return {int(sid or 0): float(total or 0.0) for sid, total in await session.execute(query)}
@@ -145,18 +166,27 @@ async def form_groups(
     now: dt.datetime,
     policy: NotifyPolicy,
     gather_url: GatherUrl,
+    opted_out: set[int] | None = None,
 ) -> list[Group]:
-    """Suppress opted-out and over-budget rows, defer rate-limited ones, merge the rest into groups."""
-    opted_out = await _opted_out(session, rows)
+    """Suppress opted-out and over-budget rows, defer rate-limited ones, merge the rest into groups.
+
+    ``opted_out``: the responders among the rows who sent STOP, when the caller read it with the rows.
+    """
+    if opted_out is None:
+        opted_out = await _opted_out(session, rows)
     live: list[OutboxMessage] = []
     for row in rows:
         if row.responder_id in opted_out and row.channel == "sms":
             _suppress(row, now, "opt_out")
         else:
             live.append(row)
-    case_since = now - dt.timedelta(seconds=policy.per_case_window_s)
-    by_case = await _sent_times(
-        session, "case_id", {r.case_id for r in live if r.case_id}, case_since, requests_only=False
+    window = max(policy.per_responder_window_s, policy.bundle_window_s)
+    by_case, by_phone = await _recent(
+        session,
+        {r.case_id for r in live if r.case_id},
+        now - dt.timedelta(seconds=policy.per_case_window_s),
+        {r.phone for r in live},
+        now - dt.timedelta(seconds=window),
     )
     allowed: list[OutboxMessage] = []
     for row in live:
@@ -171,10 +201,6 @@ async def form_groups(
     groups: dict[tuple[object, ...], Group] = {}
     for row in allowed:
         groups.setdefault(_bundle_key(row), Group([])).rows.append(row)
-    window = max(policy.per_responder_window_s, policy.bundle_window_s)
-    by_phone = await _sent_times(
-        session, "phone", {r.phone for r in allowed}, now - dt.timedelta(seconds=window), requests_only=True
-    )
     ready: list[Group] = []
     for group in groups.values():
         leader = group.leader
@@ -201,6 +227,11 @@ async def form_groups(
 async def _apply_budget(
     session: AsyncSession, groups: list[Group], now: dt.datetime, policy: NotifyPolicy, gather_url: GatherUrl
 ) -> list[Group]:
+    if policy.daily_budget is None and not policy.street_budgets:  # no budget anywhere: nothing to look up
+        for group in groups:
+            render(group, gather_url)
+            group.cost = estimate_cost(group.leader.channel, group.body, policy)
+        return groups
     streets = {g.leader.street_id for g in groups if g.leader.street_id is not None}
     places = (
         {p.id: p for p in (await session.execute(select(Place).where(Place.id.in_(streets)))).scalars()}
@@ -239,8 +270,9 @@ async def _apply_budget(
 
 async def streets_of(session: AsyncSession, notifications: Sequence[Notification]) -> list[int | None]:
     """The street each notification's cost counts against: ``street_id``, or the street above its place."""
-    codes = {str(n.facts["place_code"]) for n in notifications if n.facts.get("place_code")}
-    ids = {int(n.facts["place_id"]) for n in notifications if n.facts.get("place_id") is not None}
+    unknown = [n for n in notifications if n.facts.get("street_id") is None]
+    codes = {str(n.facts["place_code"]) for n in unknown if n.facts.get("place_code")}
+    ids = {int(n.facts["place_id"]) for n in unknown if n.facts.get("place_id") is not None}
     paths: dict[object, str] = {}
     if codes or ids:
         query = select(Place.id, Place.code, Place.path).where(or_(Place.code.in_(codes), Place.id.in_(ids)))

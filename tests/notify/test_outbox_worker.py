@@ -1,0 +1,111 @@
+"""The outbox worker sends in tasks of their own: an alarm never waits for another one's request to Twilio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from alerts.notifiers.base import Outgoing, Sent
+from alerts.notifiers.twilio_sms import TwilioSms
+from alerts.outbox import Outbox
+from hub.config import TwilioSettings
+from hub.db import Database
+from hub.db.outbox import OutboxMessage
+from tests.notify.conftest import FakeClock, Street, alert, requests_sent
+
+
+class HeldSms(TwilioSms):
+    """The real SMS channel, holding requests to one phone until released (a slow Twilio answer)."""
+
+    def __init__(self, inner: TwilioSms, settings: TwilioSettings, held: str) -> None:
+        super().__init__(inner._client, settings)
+        self.held, self.entered, self.release = held, asyncio.Event(), asyncio.Event()
+
+    async def send(self, message: Outgoing) -> Sent:
+        if message.to == self.held:
+            self.entered.set()
+            await self.release.wait()
+        return await super().send(message)
+
+
+async def rows(db: Database) -> list[OutboxMessage]:
+    async with db.session() as s:
+        return list((await s.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
+
+
+async def enqueue(outbox: Outbox, *notes: Any) -> None:
+    async with outbox.db.session() as s:
+        await outbox.enqueue(s, list(notes))
+
+
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(500):  # bounded: the worker runs on its own
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the worker did not get there")
+
+
+async def _held(outbox: Outbox, phone: str) -> HeldSms:
+    sms = outbox.channels["sms"]
+    assert isinstance(sms, TwilioSms)
+    held = HeldSms(sms, outbox.settings.twilio, phone)
+    outbox.channels["sms"] = held
+    return held
+
+
+async def test_an_alarm_goes_out_while_another_request_is_in_flight(
+    db: Database, street: Street, outbox_factory: Any, clock: FakeClock
+) -> None:
+    outbox: Outbox = outbox_factory()
+    held = await _held(outbox, street.worker_phone)
+    await outbox.start()
+    await enqueue(outbox, alert("slow:1", street.worker_id, street.worker_phone, now=clock()))
+    await asyncio.wait_for(held.entered.wait(), 10)
+    second = alert(
+        "fast:2", street.english_id, street.english_phone, now=clock(), code="C-20260302-0002", case_id=2
+    )
+    await enqueue(outbox, second)
+
+    async def second_queued() -> bool:
+        return [r.status for r in await rows(db)] == ["sending", "queued"]
+
+    await until(second_queued)  # the second alarm went out while the first one's request is held
+    assert requests_sent(outbox, "sms") == 1
+    held.release.set()
+
+    async def both_queued() -> bool:
+        return [r.status for r in await rows(db)] == ["queued", "queued"]
+
+    await until(both_queued)
+    assert requests_sent(outbox, "sms") == 2
+
+
+async def test_a_request_in_flight_counts_for_the_bundle_window(
+    db: Database, street: Street, outbox_factory: Any, clock: FakeClock
+) -> None:
+    outbox: Outbox = outbox_factory(bundle_window_s=10)
+    held = await _held(outbox, street.worker_phone)
+    await outbox.start()
+    await enqueue(outbox, alert("b:1", street.worker_id, street.worker_phone, now=clock()))
+    await asyncio.wait_for(held.entered.wait(), 10)
+    later = alert(
+        "b:2", street.worker_id, street.worker_phone, now=clock(), code="C-20260302-0002", case_id=2
+    )
+    await enqueue(outbox, later)
+
+    async def deferred() -> bool:
+        return (await rows(db))[1].reason == "bundled"
+
+    await until(deferred)  # the first message is still with Twilio: the second one waits for the window
+    assert (await rows(db))[1].status == "pending" and requests_sent(outbox, "sms") == 0
+    held.release.set()
+
+    async def first_queued() -> bool:
+        return (await rows(db))[0].status == "queued"
+
+    await until(first_queued)
+    assert requests_sent(outbox, "sms") == 1

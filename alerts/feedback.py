@@ -38,8 +38,12 @@ class EscalationFeedback:
         self.db, self.clock = db, clock
 
     async def _step(self, session: AsyncSession, step_id: int) -> tuple[EscalationStep, Case]:
-        step = await session.get(EscalationStep, step_id, with_for_update=True)
-        case = None if step is None else await session.get(Case, step.case_id)
+        # The desk's order: the case, then its steps. Holding the step first and then waiting for the case
+        # (the foreign key check of the timeline INSERT) deadlocks with an accept on PostgreSQL as soon
+        # as the next step's UPDATE flushes before that INSERT.
+        case_id = await session.scalar(select(EscalationStep.case_id).where(EscalationStep.id == step_id))
+        case = None if case_id is None else await session.get(Case, case_id, with_for_update=True)
+        step = None if case is None else await session.get(EscalationStep, step_id, with_for_update=True)
         if step is None or case is None:
             raise NotFound(f"no escalation step {step_id}")
         return step, case

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -137,9 +137,20 @@ class Outbox:
     # -- Component --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the worker task."""
+        """Start the worker task, and warm the channels up in the background."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-worker")
+            for channel in {id(c): c for c in self.channels.values()}.values():
+                warm = getattr(channel, "warm", None)
+                if warm is not None:
+                    self._sends.spawn(self._warm(channel.name, warm), f"outbox-warm-{channel.name}")
+
+    async def _warm(self, name: str, warm: Callable[[], Awaitable[None]]) -> None:
+        # The first request of a process otherwise pays DNS, TCP and TLS between an alarm and its SMS.
+        try:
+            await warm()
+        except NotifierError as exc:
+            log.warning("outbox: %s channel warm-up failed: %s", name, exc.message)
 
     async def stop(self) -> None:
         """Stop the worker (a row it was sending stays "sending" for the sweep) and close the channels."""

@@ -15,7 +15,7 @@ from twilio.rest import Client
 from hub.config import TwilioSettings
 from hub.errors import ConfigError, NotifierError
 
-__all__ = ["CountingHttpClient", "close_client", "make_client", "twilio_errors"]
+__all__ = ["CountingHttpClient", "close_client", "make_client", "twilio_errors", "warm_client"]
 
 OnRequest = Callable[[str], None]
 
@@ -66,6 +66,15 @@ def make_client(settings: TwilioSettings, on_request: OnRequest, timeout: float)
     if settings.base_url:
         client.api.base_url = settings.base_url.rstrip("/")
     return client
+
+
+async def warm_client(client: Client) -> None:
+    """Read the account once: DNS, TCP and TLS to Twilio and the SDK's lazy parts are ready for an alarm.
+
+    Also checks the credentials at start (a refusal is logged by the caller, nothing else happens).
+    """
+    with twilio_errors("warm-up"):
+        await client.api.v2010.accounts(client.account_sid).fetch_async()
 
 
 async def close_client(client: Client) -> None:

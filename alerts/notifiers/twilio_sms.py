@@ -6,7 +6,7 @@ from twilio.base import values
 from twilio.rest import Client
 
 from alerts.notifiers.base import Outgoing, Sent
-from alerts.notifiers.twilio_http import close_client, twilio_errors
+from alerts.notifiers.twilio_http import close_client, twilio_errors, warm_client
 from hub.config import TwilioSettings
 from hub.errors import ConfigError
 
@@ -52,6 +52,11 @@ class TwilioSms:
             price=parse_price(created.price),
             price_unit=created.price_unit,
         )
+
+    async def warm(self) -> None:
+        """Open the connection to Twilio ahead of the first alarm (once per client: by its owner)."""
+        if self._owns_client:
+            await warm_client(self._client)
 
     async def close(self) -> None:
         """Close the HTTP session when this channel owns the client."""

@@ -6,7 +6,7 @@ from twilio.base import values
 from twilio.rest import Client
 
 from alerts.notifiers.base import Outgoing, Sent
-from alerts.notifiers.twilio_http import close_client, twilio_errors
+from alerts.notifiers.twilio_http import close_client, twilio_errors, warm_client
 from alerts.notifiers.twilio_sms import parse_price
 from hub.config import TwilioSettings
 from hub.errors import ConfigError
@@ -44,6 +44,11 @@ class TwilioVoice:
             price=parse_price(call.price),
             price_unit=call.price_unit,
         )
+
+    async def warm(self) -> None:
+        """Open the connection to Twilio ahead of the first alarm (once per client: by its owner)."""
+        if self._owns_client:
+            await warm_client(self._client)
 
     async def close(self) -> None:
         """Close the HTTP session when this channel owns the client."""

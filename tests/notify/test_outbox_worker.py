@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from alerts.notifiers.base import Outgoing, Sent
+from alerts.notifiers.twilio_http import make_client
 from alerts.notifiers.twilio_sms import TwilioSms
 from alerts.outbox import Outbox
 from hub.config import TwilioSettings
@@ -109,3 +112,25 @@ async def test_a_request_in_flight_counts_for_the_bundle_window(
 
     await until(first_queued)
     assert requests_sent(outbox, "sms") == 1
+
+
+async def test_start_warms_the_twilio_client_and_reports_a_refusal(
+    outbox_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    good: Outbox = outbox_factory()
+    bad: Outbox = outbox_factory()
+    refused = bad.settings.twilio.model_copy(update={"account_sid": "ACnot-a-valid-sid"})
+    await bad.channels["sms"].close()
+    bad.channels["voice"] = bad.channels["sms"] = TwilioSms(
+        make_client(refused, lambda _channel: None, 5.0), refused
+    )
+    with caplog.at_level(logging.WARNING, logger="alerts.outbox"):
+        await good.start()
+        await bad.start()
+
+        async def warned() -> bool:
+            return any("warm-up failed" in r.getMessage() for r in caplog.records)
+
+        await until(warned)  # the refused SID shows at start, not with the first alarm
+    messages = [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()]
+    assert len(messages) == 1 and messages[0].startswith("outbox: sms channel warm-up failed")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.limits import NotifyPolicy
@@ -24,6 +26,7 @@ __all__ = [
     "TwilioSettings",
     "WebSettings",
     "load_settings",
+    "refuse_key_password",
 ]
 
 # Secrets nobody should run a real deployment with.
@@ -67,6 +70,78 @@ class MqttSettings(_Section):
     shared_group: str | None = None
     qos: Literal[0, 1] = 1
     max_payload: int = Field(default=64 * 1024, gt=0)
+    # TLS to the external broker. Each file is loaded here, so a bad one stops the start with its name.
+    tls: bool = False
+    ca_file: Path | None = None  # None: the system's trust store
+    cert_file: Path | None = None  # the hub's client certificate, with key_file: both or neither
+    key_file: Path | None = Field(default=None, validate_default=True)
+    tls_server_name: str | None = None  # the name the broker's certificate must carry, if not ``host``
+
+    @field_validator("tls_server_name")
+    @classmethod
+    def _name_needs_tls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _needs_tls(info)
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            _needs_tls(info)
+            _load_pem(value, "certificate", lambda ctx: ctx.load_verify_locations(cafile=value))
+        return value
+
+    @field_validator("cert_file")
+    @classmethod
+    def _cert_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            _needs_tls(info)
+            _load_pem(value, "certificate", lambda ctx: ctx.load_verify_locations(cafile=value))
+        return value
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_matches(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        cert = info.data.get("cert_file")
+        if value is None:
+            if cert is not None:
+                raise ValueError("not set, but HUB_MQTT_CERT_FILE is: set both or neither")
+            return value
+        _needs_tls(info)
+        if cert is None:
+            if "cert_file" in info.data:  # else the certificate's own error comes first
+                raise ValueError("set without HUB_MQTT_CERT_FILE: set both or neither")
+            return value
+        _load_pem(
+            value,
+            "private key",
+            lambda ctx: ctx.load_cert_chain(cert, value, password=refuse_key_password),
+        )
+        return value
+
+
+def refuse_key_password() -> bytes:
+    """Refuse an encrypted private key (OpenSSL would otherwise prompt on the terminal)."""
+    raise ValueError("the key is encrypted; give an unencrypted key file")
+
+
+def _needs_tls(info: ValidationInfo) -> None:
+    if not info.data.get("tls", True):
+        # Silently connecting in the clear would be the worse failure.
+        raise ValueError("set, but HUB_MQTT_TLS is false: set HUB_MQTT_TLS=true to use it")
+
+
+def _load_pem(path: Path, what: str, load: Callable[[ssl.SSLContext], None]) -> None:
+    """Load a PEM file into a throw-away context; ValueError saying what is wrong with it."""
+    try:
+        load(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(f"{path} is not the key of HUB_MQTT_CERT_FILE's certificate") from exc
+        raise ValueError(f"no PEM {what} in {path} ({exc.reason or exc.strerror})") from exc
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc.strerror or exc})") from exc
 
 
 class CoapSettings(_Section):

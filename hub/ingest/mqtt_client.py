@@ -7,7 +7,9 @@ Mosquitto, aiomqtt (paho underneath) spent as much CPU reading packets as the wh
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from hub.ingest.commands import CommandRecord, Commands
 from hub.ingest.directory import DeviceEntry
 from hub.ingest.mqtt_auth import TRANSPORT, DeviceGate
 from hub.ingest.mqtt_session import MqttConnection
+from hub.ingest.mqtt_tls import broker_tls, tls_failure
 from hub.ingest.service import IngestService
 from hub.ingest.topics import DeviceTopic, hub_subscriptions, parse
 from hub.lifecycle import TaskSet
@@ -91,19 +94,31 @@ class ExternalMqtt:
         """Publish a command to a device through the broker."""
         return await self.commands.send(serial, name, params)
 
+    @functools.cached_property
+    def _tls(self) -> ssl.SSLContext | None:
+        """The broker's TLS context, built at the first connect; a failure is retried at the next."""
+        return broker_tls(self.settings) if self.settings.tls else None
+
     async def _connect(self) -> MqttConnection:
         s = self.settings
-        return await MqttConnection.open(
-            s.host,
-            s.port,
-            self,
-            client_id=s.client_id,
-            username=s.username,
-            password=s.password.get_secret_value() if s.password else None,
-            # A persistent session: the broker queues QoS 1 uplinks while the hub is down.
-            clean_session=False,
-            keepalive=self.keepalive,
-        )
+        tls = self._tls
+        try:
+            return await MqttConnection.open(
+                s.host,
+                s.port,
+                self,
+                client_id=s.client_id,
+                username=s.username,
+                password=s.password.get_secret_value() if s.password else None,
+                # A persistent session: the broker queues QoS 1 uplinks while the hub is down.
+                clean_session=False,
+                keepalive=self.keepalive,
+                tls=tls,
+            )
+        except TransportError as exc:
+            if tls is None:
+                raise
+            raise TransportError(tls_failure(exc, s)) from exc
 
     async def _run(self) -> None:
         delay = self.backoff[0]

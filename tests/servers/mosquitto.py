@@ -1,4 +1,4 @@
-"""Mosquitto on a free loopback port, anonymous or with a password file and an ACL file."""
+"""Mosquitto on a free loopback port, anonymous or with a password file and an ACL file; optionally a TLS listener."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import os
 import socket
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from hub.errors import StartupError
 
 from ._process import LocalServer, ManagedProcess, free_port
 
-__all__ = ["MosquittoServer", "write_password_file"]
+__all__ = ["MosquittoServer", "MosquittoTls", "write_password_file"]
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -31,6 +32,16 @@ def write_password_file(path: Path, users: Mapping[str, str]) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class MosquittoTls:
+    """A TLS listener's files; with ``require_certificate`` clients must present one signed by ``cafile``."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False
+
+
 class MosquittoServer(LocalServer):
     """One mosquitto process; ``stop()``/``start()`` keep its port and (if enabled) persistence."""
 
@@ -44,9 +55,14 @@ class MosquittoServer(LocalServer):
         password_file: Path | None = None,
         acl_file: Path | None = None,
         persistence: bool = False,
+        tls: MosquittoTls | None = None,
     ) -> None:
         self.root = root
         self.port = free_port()
+        # The TLS listener's own port; the plain one stays for the devices.
+        self.tls_port: int | None = None
+        while tls and self.tls_port in (None, self.port):
+            self.tls_port = free_port()
         root.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} 127.0.0.1",
@@ -64,6 +80,14 @@ class MosquittoServer(LocalServer):
             lines.append(f"password_file {password_file}")
         if acl_file:
             lines.append(f"acl_file {acl_file}")
+        if tls:
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {tls.cafile}",
+                f"certfile {tls.certfile}",
+                f"keyfile {tls.keyfile}",
+                f"require_certificate {'true' if tls.require_certificate else 'false'}",
+            ]
         if os.geteuid() == 0:
             # As root, mosquitto would switch to user "mosquitto", who cannot read our 0700 temp dir.
             lines.append("user root")

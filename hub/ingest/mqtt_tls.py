@@ -1,0 +1,67 @@
+"""TLS from the hub to an external MQTT broker: the client context, and what a failed connection says."""
+
+from __future__ import annotations
+
+import ssl
+
+from hub.config import MqttSettings, refuse_key_password
+from hub.errors import TransportError
+
+__all__ = ["broker_tls", "tls_failure"]
+
+
+class _BrokerContext(ssl.SSLContext):
+    """A client TLS context that checks (and sends as SNI) ``server_name`` instead of the host dialled."""
+
+    server_name: str | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        """Wrap asyncio's BIOs, naming the broker ``server_name`` when set."""
+        name = self.server_name or server_hostname
+        return super().wrap_bio(incoming, outgoing, server_side, name, session)
+
+
+def broker_tls(settings: MqttSettings) -> ssl.SSLContext:
+    """The hub's TLS context for the broker: its CA (or the system's), the hub's certificate, names checked."""
+    # What ssl.create_default_context builds (PROTOCOL_TLS_CLIENT verifies the certificate and the host
+    # name), in a subclass: MqttConnection.open has no server_hostname for HUB_MQTT_TLS_SERVER_NAME.
+    context = _BrokerContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = settings.tls_server_name
+    try:
+        if settings.ca_file is None:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        else:
+            context.load_verify_locations(cafile=settings.ca_file)
+    except OSError as exc:
+        raise TransportError(f"HUB_MQTT_CA_FILE: cannot load {settings.ca_file}: {exc}") from exc
+    if settings.cert_file is not None and settings.key_file is not None:
+        try:
+            context.load_cert_chain(settings.cert_file, settings.key_file, password=refuse_key_password)
+        except (OSError, ValueError) as exc:
+            where = f"{settings.cert_file} and {settings.key_file}"
+            raise TransportError(f"HUB_MQTT_CERT_FILE, _KEY_FILE: cannot load {where}: {exc}") from exc
+    return context
+
+
+def tls_failure(exc: TransportError, settings: MqttSettings) -> str:
+    """Say what went wrong on a TLS connection: the verification's reason, or what the broker did."""
+    address = f"{settings.host}:{settings.port}"
+    where = f"the MQTT broker at {address}"
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        trust = settings.ca_file or "the system trust store"
+        return f"TLS to {where}: certificate verify failed: {cause.verify_message} (checked against {trust})"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS to {where} failed: {cause.reason or cause}"
+    if address in exc.message:  # a CONNACK refusal, no CONNACK, a refused TCP connect: already said
+        return exc.message
+    # Lost after the handshake, before the CONNACK: Mosquitto just resets a client without a certificate.
+    hint = "" if settings.cert_file else "; does it require a client certificate (HUB_MQTT_CERT_FILE)?"
+    return f"TLS to {where}: connection lost before the CONNACK ({exc.message}){hint}"

@@ -114,6 +114,7 @@ class ExternalMqtt:
                 clean_session=False,
                 keepalive=self.keepalive,
                 tls=tls,
+                server_hostname=s.tls_server_name if tls is not None else None,
             )
         except TransportError as exc:
             if tls is None:

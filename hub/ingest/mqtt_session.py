@@ -166,6 +166,7 @@ class MqttConnection:
         clean_session: bool = False,
         keepalive: int = 30,
         tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
         timeout: float = 10.0,
     ) -> MqttConnection:
         """Connect and wait for the CONNACK; TransportError naming what went wrong."""
@@ -173,8 +174,13 @@ class MqttConnection:
         where = f"{host}:{port}"
         try:
             async with asyncio.timeout(timeout):
+                # server_hostname: the name checked against the broker's certificate, when not ``host``.
                 _, protocol = await loop.create_connection(
-                    lambda: _Protocol(inbound, tasks), host, port, ssl=tls
+                    lambda: _Protocol(inbound, tasks),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=server_hostname if tls is not None else None,
                 )
         except (OSError, TimeoutError) as exc:
             raise TransportError(

@@ -10,35 +10,11 @@ from hub.errors import TransportError
 __all__ = ["broker_tls", "tls_failure"]
 
 
-class _BrokerContext(ssl.SSLContext):
-    """A client TLS context that checks (and sends as SNI) ``server_name`` instead of the host dialled."""
-
-    server_name: str | None = None
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLObject:
-        """Wrap asyncio's BIOs, naming the broker ``server_name`` when set."""
-        name = self.server_name or server_hostname
-        return super().wrap_bio(incoming, outgoing, server_side, name, session)
-
-
 def broker_tls(settings: MqttSettings) -> ssl.SSLContext:
     """The hub's TLS context for the broker: its CA (or the system's), the hub's certificate, names checked."""
-    # What ssl.create_default_context builds (PROTOCOL_TLS_CLIENT verifies the certificate and the host
-    # name), in a subclass: MqttConnection.open has no server_hostname for HUB_MQTT_TLS_SERVER_NAME.
-    context = _BrokerContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.server_name = settings.tls_server_name
+    # HUB_MQTT_TLS_SERVER_NAME is not the context's: ExternalMqtt passes it as the connection's server_hostname.
     try:
-        if settings.ca_file is None:
-            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-        else:
-            context.load_verify_locations(cafile=settings.ca_file)
+        context = ssl.create_default_context(cafile=settings.ca_file)  # None: the system trust store
     except OSError as exc:
         raise TransportError(f"HUB_MQTT_CA_FILE: cannot load {settings.ca_file}: {exc}") from exc
     if settings.cert_file is not None and settings.key_file is not None:

@@ -31,9 +31,9 @@ async def _waiting_on_a_lock(db: Database) -> None:
     raise AssertionError("the feedback never waited for the desk's lock")
 
 
+# Row locks are PostgreSQL's (SQLite has one writer at a time): this test runs on PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_unanswered_call_while_the_desk_accepts(db: Database) -> None:
-    if db.is_sqlite:
-        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
     town, clock, notifier, cfg = await make_town(db), Clock(T0), RecordingNotifier(), config()
     out = await AlertPipeline(db, cfg, clock, EscalationScheduler(db, notifier, cfg, clock)).handle(
         fire(town)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
 
@@ -28,7 +27,6 @@ from hub.db import Database
 from hub.db.cases import EscalationPolicyRow
 from hub.db.people import Responder, responder_places
 from hub.db.places import Place
-from hub.errors import HubError
 from provisioning.places import ancestor_ids
 from provisioning.responders import SHANGHAI, DutyWindow
 
@@ -170,8 +168,9 @@ class Directory:
                 if snap is None or await self._signature() != snap.signature:
                     self._snap = None
                     await self.reload()
-            except (SQLAlchemyError, OSError, HubError):
-                log.warning("directory: reload failed; look-ups go to the database", exc_info=True)
+            except Exception:  # the task must outlive a bad reload (database hiccup, a bad row); it retries
+                self._snap = None
+                log.exception("directory: reload failed; look-ups go to the database")
 
     async def _signature(self) -> tuple[Any, ...]:
         async with self.db.session() as session:

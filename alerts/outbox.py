@@ -94,6 +94,7 @@ class Outbox:
         self._sends = TaskSet()
         self._limit = asyncio.Semaphore(self.policy.concurrency)
         self._books_now = False
+        self._in_flight = 0
 
     # -- Notifier ---------------------------------------------------------------------------------
 
@@ -195,7 +196,9 @@ class Outbox:
             self._wake.clear()
             try:
                 # Sends go on in their own tasks: an alarm never waits for another one's request to Twilio.
-                if self._spawn(await self._claim()):
+                # No new claim while every slot is taken, though: claimed rows must not queue for long (a
+                # row "sending" past the lease is swept as lost), so at most one batch waits, as before.
+                if self._in_flight < self.policy.concurrency and self._spawn(await self._claim()):
                     continue
                 # Bookkeeping when idle, at most once a poll interval (or sooner when a send failed).
                 if loop.time() >= books_due or self._books_now:
@@ -212,8 +215,18 @@ class Outbox:
 
     def _spawn(self, groups: list[Group]) -> int:
         for group in groups:
-            self._sends.spawn(self._send_limited(group), f"outbox-send-{group.leader.id}")
+            self._in_flight += 1
+            self._sends.spawn(self._send_tracked(group), f"outbox-send-{group.leader.id}")
         return len(groups)
+
+    async def _send_tracked(self, group: Group) -> None:
+        try:
+            await self._send_limited(group)
+        finally:
+            full = self._in_flight >= self.policy.concurrency
+            self._in_flight -= 1
+            if full:  # the worker stopped claiming: a slot is free now
+                self._wake.set()
 
     async def _send_limited(self, group: Group) -> None:
         async with self._limit:

@@ -134,3 +134,25 @@ async def test_start_warms_the_twilio_client_and_reports_a_refusal(
         await until(warned)  # the refused SID shows at start, not with the first alarm
     messages = [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()]
     assert len(messages) == 1 and messages[0].startswith("outbox: sms channel warm-up failed")
+
+
+async def test_no_claim_while_every_send_slot_is_taken(
+    db: Database, street: Street, outbox_factory: Any, clock: FakeClock
+) -> None:
+    outbox: Outbox = outbox_factory(concurrency=1)
+    held = await _held(outbox, street.worker_phone)
+    await outbox.start()
+    await enqueue(outbox, alert("slot:1", street.worker_id, street.worker_phone, now=clock()))
+    await asyncio.wait_for(held.entered.wait(), 10)
+    second = alert(
+        "slot:2", street.english_id, street.english_phone, now=clock(), code="C-20260302-0002", case_id=2
+    )
+    await enqueue(outbox, second)
+    await asyncio.sleep(0.3)  # room for a wrong claim: the second row must stay pending, not queue "sending"
+    assert [r.status for r in await rows(db)] == ["sending", "pending"]
+    held.release.set()
+
+    async def both_queued() -> bool:
+        return [r.status for r in await rows(db)] == ["queued", "queued"]
+
+    await until(both_queued)

@@ -84,17 +84,9 @@ class MqttSettings(_Section):
             _needs_tls(info)
         return value
 
-    @field_validator("ca_file")
+    @field_validator("ca_file", "cert_file")
     @classmethod
-    def _ca_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is not None:
-            _needs_tls(info)
-            _load_pem(value, "certificate", lambda ctx: ctx.load_verify_locations(cafile=value))
-        return value
-
-    @field_validator("cert_file")
-    @classmethod
-    def _cert_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+    def _certificate_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is not None:
             _needs_tls(info)
             _load_pem(value, "certificate", lambda ctx: ctx.load_verify_locations(cafile=value))

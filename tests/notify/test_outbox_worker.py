@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from alerts.notifiers.base import Outgoing, Sent
 from alerts.notifiers.twilio_http import make_client
@@ -16,8 +15,8 @@ from alerts.notifiers.twilio_sms import TwilioSms
 from alerts.outbox import Outbox
 from hub.config import TwilioSettings
 from hub.db import Database
-from hub.db.outbox import OutboxMessage
 from tests.notify.conftest import FakeClock, Street, alert, requests_sent
+from tests.notify.test_limits import enqueue, rows
 
 
 class HeldSms(TwilioSms):
@@ -32,16 +31,6 @@ class HeldSms(TwilioSms):
             self.entered.set()
             await self.release.wait()
         return await super().send(message)
-
-
-async def rows(db: Database) -> list[OutboxMessage]:
-    async with db.session() as s:
-        return list((await s.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
-
-
-async def enqueue(outbox: Outbox, *notes: Any) -> None:
-    async with outbox.db.session() as s:
-        await outbox.enqueue(s, list(notes))
 
 
 async def until(check: Callable[[], Awaitable[bool]]) -> None:

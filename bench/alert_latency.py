@@ -43,6 +43,7 @@ from provisioning.devices import Actor
 from provisioning.enroll import DeviceSpec, enroll_direct
 from provisioning.places import PlaceData, create_place
 from provisioning.responders import ResponderData, create_responder
+from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.prism import PrismServer
 
@@ -288,7 +289,17 @@ async def run(args: argparse.Namespace) -> None:
         mosquitto = MosquittoServer(root / "mosquitto")
         mosquitto.start()
         mqtt = {"mode": "external", "port": mosquitto.port, "client_id": "bench-hub", "qos": 1}
+    influx = None
+    telemetry: dict[str, Any] = {}
+    if args.telemetry == "influxdb":
+        influx = InfluxServer(root / "influxdb")
+        influx.start()
+        telemetry = {
+            "telemetry": {"backend": "influxdb"},
+            "influx": {"url": influx.url, "create_database": True, "spool_dir": str(root / "spool")},
+        }
     settings = Settings(
+        **telemetry,
         database={"url": url},
         mqtt=mqtt,
         coap={"enabled": False},
@@ -359,6 +370,8 @@ async def run(args: argparse.Namespace) -> None:
         prism.close()
         if mosquitto is not None:
             mosquitto.close()
+        if influx is not None:
+            influx.close()
     backend = url.split(":", 1)[0]
     frozen = ", start-up objects frozen (gc.freeze)" if args.gc_freeze else ""
     print(f"alert latency, {args.presses} presses per phase, {backend}{frozen}; ms")
@@ -405,6 +418,12 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="gc.freeze() once the hub is up, as `iothub serve` does (default on)",
+    )
+    parser.add_argument(
+        "--telemetry",
+        choices=["sqlite", "influxdb"],
+        default="sqlite",
+        help="the hub's telemetry store (influxdb: a local influxd started by the bench)",
     )
     parser.add_argument(
         "--broker",

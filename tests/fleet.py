@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from hub.config import Settings
 from hub.db import Database
 from provisioning.credentials import CredentialEvents, CredentialStore, SecretBox
 from provisioning.devices import Actor
@@ -14,6 +17,12 @@ __all__ = ["TEST_SECRET_KEY", "Street", "build_street", "enroll"]
 
 TEST_SECRET_KEY = "test-secret-key-for-sealing-device-keys"
 ACTOR = Actor("test", "cli")
+
+
+def hub_settings(database_url: str, var_dir: Path, **sections: Any) -> Settings:
+    """A test hub's Settings: its database and var dir, MQTT on a free port, CoAP off, the test key; ``sections`` override."""
+    options: dict[str, Any] = {"mqtt": {"port": 0}, "coap": {"enabled": False}} | sections
+    return Settings(database={"url": database_url}, var_dir=var_dir, secret_key=TEST_SECRET_KEY, **options)
 
 
 @dataclass

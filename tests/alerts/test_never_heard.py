@@ -9,22 +9,15 @@ from pathlib import Path
 from sqlalchemy import select
 
 from hub.app import build_hub
-from hub.config import Settings
 from hub.db.cases import Case
 from tests.clocks import ManualClock
-from tests.fleet import TEST_SECRET_KEY, build_street, enroll
+from tests.fleet import build_street, enroll, hub_settings
 
 T0 = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)
 
 
 async def test_a_silent_new_door_sensor_opens_a_fault_case(database_url: str, tmp_path: Path) -> None:
-    settings = Settings(
-        database={"url": database_url},
-        mqtt={"port": 0},
-        coap={"enabled": False},
-        var_dir=tmp_path,
-        secret_key=TEST_SECRET_KEY,
-    )
+    settings = hub_settings(database_url, tmp_path)
     clock = ManualClock(T0)
     hub = build_hub(settings, clock)
     await hub.start()

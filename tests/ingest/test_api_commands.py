@@ -9,20 +9,13 @@ from pathlib import Path
 import httpx
 
 from hub.app import build_hub, create_app
-from hub.config import Settings
 from provisioning.apikeys import create_key
-from tests.fleet import TEST_SECRET_KEY, build_street, enroll
+from tests.fleet import build_street, enroll, hub_settings
 from tests.ingest.test_mqtt_kit import Device, eventually
 
 
 async def test_silence_a_smoke_alarm_and_get_the_answer(database_url: str, tmp_path: Path) -> None:
-    settings = Settings(
-        database={"url": database_url},
-        mqtt={"port": 0},
-        coap={"enabled": False},
-        var_dir=tmp_path,
-        secret_key=TEST_SECRET_KEY,
-    )
+    settings = hub_settings(database_url, tmp_path)
     hub = build_hub(settings)
     await hub.start()
     device: Device | None = None

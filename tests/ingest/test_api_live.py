@@ -11,20 +11,13 @@ import uvicorn
 
 from drivers import DRIVERS
 from hub.app import build_hub, create_app
-from hub.config import Settings
 from hub.netutil import bind_tcp
 from provisioning.apikeys import create_key
-from tests.fleet import TEST_SECRET_KEY, build_street, enroll
+from tests.fleet import build_street, enroll, hub_settings
 
 
 async def test_readings_stream_to_the_command_center(tmp_path: Path) -> None:
-    settings = Settings(
-        database={"url": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"},
-        mqtt={"port": 0},
-        coap={"enabled": False},
-        var_dir=tmp_path,
-        secret_key=TEST_SECRET_KEY,
-    )
+    settings = hub_settings(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", tmp_path)
     hub = build_hub(settings)
     await hub.start()
     sock = bind_tcp("127.0.0.1", 0, fallback=False, setting="test")

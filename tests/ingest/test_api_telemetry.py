@@ -12,11 +12,10 @@ from fastapi.testclient import TestClient
 
 from drivers import DRIVERS
 from hub.app import Hub, create_app
-from hub.config import Settings
 from hub.errors import DecodeError
 from provisioning.apikeys import create_key
 from tests.clocks import ManualClock
-from tests.fleet import TEST_SECRET_KEY, build_street, enroll
+from tests.fleet import build_street, enroll, hub_settings
 
 T0 = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)
 
@@ -24,13 +23,7 @@ T0 = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)
 @pytest.fixture
 def client(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], ManualClock]]:
     """The app on a fresh database with a street, two devices and keys for each role used."""
-    settings = Settings(
-        database={"url": database_url},
-        mqtt={"port": 0},
-        coap={"enabled": False},
-        var_dir=tmp_path,
-        secret_key=TEST_SECRET_KEY,
-    )
+    settings = hub_settings(database_url, tmp_path)
     from hub.app import build_hub
 
     clock = ManualClock(T0)

@@ -9,12 +9,11 @@ import httpx
 import pytest
 
 from hub.app import Hub, build_hub, create_app
-from hub.config import Settings
 from hub.db.devices import Device
 from provisioning.apikeys import create_key
 from provisioning.devices import Actor, get_device_by_serial
 from provisioning.enroll import DeviceSpec, preregister_batch
-from tests.fleet import TEST_SECRET_KEY, Street, build_street
+from tests.fleet import TEST_SECRET_KEY, Street, build_street, hub_settings
 
 
 @pytest.fixture
@@ -22,13 +21,7 @@ async def page(
     database_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Hub, Street, dict[str, str]]]:
     """A started hub with a street, a factory batch of two smoke sensors, and keys."""
-    settings = Settings(
-        database={"url": database_url},
-        mqtt={"port": 0},
-        coap={"enabled": False},
-        var_dir=tmp_path,
-        secret_key=TEST_SECRET_KEY,
-    )
+    settings = hub_settings(database_url, tmp_path)
     hub = build_hub(settings)
     await hub.start()
     try:

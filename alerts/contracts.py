@@ -45,6 +45,32 @@ class Notification:
     # What the template needs: category, severity, place path (names), opened_at, summary, device, count...
     facts: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def caseless_sms(
+        cls,
+        key: str,
+        kind: NotificationKind,
+        responder_id: int | None,
+        phone: str,
+        language: str | None,
+        due_at: dt.datetime,
+        facts: dict[str, Any],
+    ) -> Notification:
+        """An SMS about no case step (a test confirmation, a budget warning), in English or else Chinese."""
+        return cls(
+            idempotency_key=key,
+            kind=kind,
+            channel="sms",
+            responder_id=responder_id,
+            phone=phone,
+            language="en" if language == "en" else "zh-CN",
+            case_id=None,
+            case_code=None,
+            step_id=None,
+            due_at=due_at,
+            facts=facts,
+        )
+
 
 class Notifier(Protocol):
     """Takes notifications into the outbox, inside the caller's transaction (so a case and its messages commit together)."""

@@ -124,18 +124,9 @@ async def handle_test_alert(
     }
     notified = False
     if tech.phone is not None and notifier is not None:
-        note = Notification(
-            idempotency_key=f"test:{device.id}:{alert.fingerprint}:{round(alert.started_at * 1000)}",
-            kind="test_confirmation",
-            channel="sms",
-            responder_id=tech.responder_id,
-            phone=tech.phone,
-            language="en" if tech.language == "en" else "zh-CN",
-            case_id=None,
-            case_code=None,
-            step_id=None,
-            due_at=now,
-            facts=facts,
+        key = f"test:{device.id}:{alert.fingerprint}:{round(alert.started_at * 1000)}"
+        note = Notification.caseless_sms(
+            key, "test_confirmation", tech.responder_id, tech.phone, tech.language, now, facts
         )
         await notifier.enqueue(session, [note])  # a repeat of the same alarm adds nothing
         notified = True

@@ -143,18 +143,14 @@ async def _budget_warnings(
         "budget": f"{budget:.2f}",
     }
     return [
-        Notification(
-            idempotency_key=f"budget-warning:{street.id}:{day.isoformat()}:{r.id}",
-            kind="budget_warning",
-            channel="sms",
-            responder_id=r.id,
-            phone=r.phone,
-            language="en" if r.language == "en" else "zh-CN",
-            case_id=None,
-            case_code=None,
-            step_id=None,
-            due_at=now,
-            facts=facts,
+        Notification.caseless_sms(
+            f"budget-warning:{street.id}:{day.isoformat()}:{r.id}",
+            "budget_warning",
+            r.id,
+            r.phone,
+            r.language,
+            now,
+            facts,
         )
         for r in (await session.execute(query)).scalars()
     ]

@@ -95,10 +95,9 @@ class DeviceDirectory:
         entry = self._by_serial.get(serial)
         if entry is not None:
             return entry
-        seen = self._unknown.get(serial)
-        now = self._clock()
-        if seen is not None and now - seen < self.negative_ttl:
+        if not self.may_exist(serial):
             return None
+        now = self._clock()
         rows = await self._select(serial=serial)
         if not rows:
             if len(self._unknown) > 100_000:

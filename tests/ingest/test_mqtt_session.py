@@ -24,7 +24,7 @@ from provisioning.credentials import CredentialEvents
 from provisioning.enroll import DeviceSpec, enroll_direct
 from tests.ingest.test_mqtt_embedded import reading
 from tests.ingest.test_mqtt_external import hub_client
-from tests.ingest.test_mqtt_kit import Device, Rig, accepted, eventually, ingest_rig, now, rejected
+from tests.ingest.test_mqtt_kit import Device, accepted, eventually, ingest_rig, now, rejected
 from tests.provisioning.test_devices_kit import TECH, make_store, make_street
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer, write_password_file
@@ -149,8 +149,14 @@ async def test_a_stalled_store_pauses_reading_and_the_backlog_waits_in_the_broke
     metrics = HubMetrics()
     ingest = IngestService(db, store, DRIVERS, metrics, CredentialEvents(), time.time)
     await ingest.start()
-    rig = Rig(db, ingest, store, metrics, CredentialEvents(), make_store(db, now, CredentialEvents()))  # type: ignore[arg-type]
-    await rig.enroll("B-1")
+    async with db.session() as session:
+        done = await enroll_direct(
+            session,
+            DeviceSpec(serial="B-1", kind="smoke", household="H1-101"),
+            actor=TECH,
+            store=make_store(db, now, CredentialEvents()),
+        )
+    await ingest.directory.refresh(done.device.id)
     options = {"mode": "external", "port": mosquitto.port, "client_id": f"hub-{secrets.token_hex(4)}"}
     hub = ExternalMqtt(MqttSettings(**options), ingest, time.time, high_water=100)  # type: ignore[arg-type]
     await hub.start()

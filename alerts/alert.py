@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import MappingProxyType
+
+from hub.priority import UrgentLane
 
 __all__ = ["Alert", "AlertQueue", "AlertSink", "AlertState", "fingerprint", "make_alert"]
 
@@ -111,12 +113,23 @@ AlertSink = Callable[[Alert], None]
 
 
 class AlertQueue:
-    """A sink for the engine: puts alerts on an asyncio queue for an async consumer (never blocks)."""
+    """A sink for the engine: puts alerts on an asyncio queue for an async consumer (never blocks).
 
-    def __init__(self, maxsize: int = 0) -> None:
+    With a lane, an urgent firing alert holds it from here until the consumer calls ``done``.
+    """
+
+    def __init__(
+        self,
+        maxsize: int = 0,
+        lane: UrgentLane | None = None,
+        urgent_severities: Collection[str] = ("critical",),
+    ) -> None:
         self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize)
         self.dropped = 0
         self.put_total = 0
+        self.lane = lane
+        self.urgent_severities = frozenset(urgent_severities)
+        self._holds: dict[int, Callable[[], None]] = {}  # id(alert) -> release of its hold
 
     def __call__(self, alert: Alert) -> None:
         """Enqueue one alert; when a bounded queue is full the alert is counted as dropped."""
@@ -126,6 +139,14 @@ class AlertQueue:
             self.dropped += 1
             return
         self.put_total += 1
+        if self.lane is not None and alert.firing and alert.severity in self.urgent_severities:
+            self._holds[id(alert)] = self.lane.hold()
+
+    def done(self, alert: Alert) -> None:
+        """The consumer has handled this alert (its case and messages are stored)."""
+        release = self._holds.pop(id(alert), None)
+        if release is not None:
+            release()
 
     def __len__(self) -> int:
         return self._queue.qsize()

@@ -43,12 +43,13 @@ class RuleEvaluator:
         metrics: HubMetrics,
         clock: Callable[[], float],
         rules: RuleSet | None = None,
+        queue: AlertQueue | None = None,
     ) -> None:
         self.db = db
         self.ingest = ingest
         self.metrics = metrics
         self.clock = clock
-        self.queue = AlertQueue()
+        self.queue = queue if queue is not None else AlertQueue()  # an empty queue is falsy
         self.engine = RuleEngine(
             rules or RuleSet.build(drivers, []), self.queue, devices=ingest.directory.by_id
         )

@@ -30,6 +30,7 @@ from hub.db.outbox import IN_FLIGHT_STATUSES, OutboxMessage
 from hub.db.people import Responder
 from hub.errors import NotifierError
 from hub.lifecycle import TaskSet
+from hub.priority import UrgentLane
 from provisioning.audit import record, utcnow
 
 __all__ = ["Outbox"]
@@ -74,6 +75,7 @@ class Outbox:
         feedback: DeliveryFeedback | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         registry: CollectorRegistry | None = None,
+        lane: UrgentLane | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -95,6 +97,10 @@ class Outbox:
         self._limit = asyncio.Semaphore(self.policy.concurrency)
         self._books_now = False
         self._in_flight = 0
+        # Urgent rows committed and not yet handed to their channel hold the lane (hub/priority.py).
+        self.lane = lane
+        self._urgent_holds: list[Callable[[], None]] = []
+        self._urgent_sending = 0
 
     # -- Notifier ---------------------------------------------------------------------------------
 
@@ -132,8 +138,20 @@ class Outbox:
         new = len((await session.execute(stmt.returning(OutboxMessage.id), rows)).all())
         if new:
             # Wake the worker once the caller's transaction commits (not before: it could roll back).
-            event.listen(session.sync_session, "after_commit", lambda _s: self._wake.set(), once=True)
+            urgent = any(row["urgent"] for row in rows)
+            event.listen(session.sync_session, "after_commit", lambda _s: self._arrived(urgent), once=True)
         return new
+
+    def _arrived(self, urgent: bool) -> None:
+        self._wake.set()
+        if urgent and self.lane is not None:
+            self._urgent_holds.append(self.lane.hold())
+
+    def _settle_urgent(self) -> None:
+        """Release the lane once no urgent row waits to be handed to its channel."""
+        if not self._urgent_sending:
+            while self._urgent_holds:
+                self._urgent_holds.pop()()
 
     # -- Component --------------------------------------------------------------------------------
 
@@ -200,6 +218,7 @@ class Outbox:
                 # row "sending" past the lease is swept as lost), so at most one batch waits, as before.
                 if self._in_flight < self.policy.concurrency and self._spawn(await self._claim()):
                     continue
+                self._settle_urgent()  # nothing (more) due now: urgent rows were suppressed or bundled
                 # Bookkeeping when idle, at most once a poll interval (or sooner when a send failed).
                 if loop.time() >= books_due or self._books_now:
                     self._books_now, books_due = False, loop.time() + self.policy.poll_interval_s
@@ -216,6 +235,7 @@ class Outbox:
     def _spawn(self, groups: list[Group]) -> int:
         for group in groups:
             self._in_flight += 1
+            self._urgent_sending += group.urgent
             self._sends.spawn(self._send_tracked(group), f"outbox-send-{group.leader.id}")
         return len(groups)
 
@@ -297,12 +317,20 @@ class Outbox:
         leader = group.leader
         channel = self.channels[leader.channel]
         message = Outgoing(leader.id, leader.phone, group.body, group.twiml, self.callback_url(leader.id))
+        # Released before the await: the SDK builds the request within this step, before the readers'
+        # next turn; holding the lane until Twilio answers would pause telemetry for a network round trip.
+        self._handed(group)
         try:
             sent = await channel.send(message)
         except NotifierError as exc:
             await self._failed(group, exc)
             return
         await self._record(group, sent)
+
+    def _handed(self, group: Group) -> None:
+        if group.urgent and self._urgent_sending:
+            self._urgent_sending -= 1
+            self._settle_urgent()
 
     async def _record(self, group: Group, sent: Sent) -> None:
         # The create answer is the first status only; outcomes come from status callbacks.

@@ -116,6 +116,8 @@ class CaseService:
             # One bad alert must not stop the loop; it is logged and counted for /metrics.
             self.errors += 1
             log.exception("cases: alert could not be handled")
+        finally:
+            self.queue.done(alert)
 
     async def _consume(self) -> None:
         while True:

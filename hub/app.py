@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from alerts.service import CaseService
 from hub.lifecycle import Lifecycle, TaskSet
 from hub.metrics import HubMetrics
+from hub.priority import UrgentLane
 from hub.telemetry.base import TelemetryStore
 from provisioning.audit import utcnow
 from provisioning.credentials import CredentialEvents
@@ -54,6 +55,8 @@ class Hub:
     started: bool = False
     # The MQTT component (embedded broker or external client): commands go down through it.
     mqtt: Any = None
+    # Urgent alerts on their way to a phone; the external MQTT reader yields to them (hub/priority.py).
+    lane: UrgentLane = field(default_factory=UrgentLane)
 
     async def start(self) -> None:
         """Start every component in order (once), and note where each listens."""
@@ -77,6 +80,7 @@ class Hub:
 
 def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> Hub:
     """Assemble the components the settings ask for, in start order."""
+    from alerts.alert import AlertQueue
     from alerts.evaluator import RuleEvaluator
     from drivers import DRIVERS
     from hub.telemetry.component import TelemetryComponent, make_store
@@ -99,9 +103,11 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     ingest = IngestService(db, store, DRIVERS, metrics, credential_events, epoch)
     lifecycle.add(ingest)
     # Hooked into ingest before any transport starts, so no uplink escapes the rules.
-    evaluator = RuleEvaluator(db, ingest, DRIVERS, metrics, epoch)
+    lane = UrgentLane()
+    queue = AlertQueue(lane=lane, urgent_severities=settings.twilio.policy.urgent_severities)
+    evaluator = RuleEvaluator(db, ingest, DRIVERS, metrics, epoch, queue=queue)
     lifecycle.add(evaluator)
-    outbox, cases = _case_side(settings, db, evaluator, metrics, clock, epoch)
+    outbox, cases = _case_side(settings, db, evaluator, metrics, clock, epoch, lane)
     lifecycle.add(outbox)
     lifecycle.add(cases)
     hub = Hub(
@@ -116,6 +122,7 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         cases=cases,
         credential_events=credential_events,
         clock=clock,
+        lane=lane,
     )
     if settings.coap.enabled:
         from hub.ingest.coap import CoapIngest
@@ -132,7 +139,7 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     else:
         from hub.ingest.mqtt_client import ExternalMqtt
 
-        hub.mqtt = ExternalMqtt(settings.mqtt, ingest, epoch)
+        hub.mqtt = ExternalMqtt(settings.mqtt, ingest, epoch, lane=lane)
         lifecycle.add(hub.mqtt)
     if settings.simulate.enabled and settings.mqtt.mode == "embedded":
         from hub.simulate.component import DemoFleet
@@ -157,6 +164,7 @@ def _case_side(
     metrics: HubMetrics,
     clock: Callable[[], dt.datetime],
     epoch: Callable[[], float],
+    lane: UrgentLane,
 ) -> tuple[Outbox, CaseService]:
     """The outbox (notifier) and the case service; each needs the other, so they are tied after building."""
     from alerts.casestore import CaseConfig
@@ -166,7 +174,7 @@ def _case_side(
     from drivers import DRIVERS
 
     engine = evaluator.engine
-    outbox = build_outbox(db, settings, clock=clock, registry=metrics.registry)
+    outbox = build_outbox(db, settings, clock=clock, registry=metrics.registry, lane=lane)
     # Years the holiday data does not cover yet are counted Mon-Fri, with one warning each (docs/sla.md).
     config = CaseConfig(calendar=WorkdayCalendar.load(fallback_weekends=True))
 

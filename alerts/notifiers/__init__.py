@@ -13,6 +13,7 @@ from alerts.notifiers.base import ChannelSender, Outgoing, Sent
 from alerts.notifiers.console import ConsoleChannel
 from hub.config import Settings
 from hub.db import Database
+from hub.priority import UrgentLane
 from provisioning.audit import utcnow
 
 if TYPE_CHECKING:
@@ -47,10 +48,13 @@ def build_outbox(
     feedback: DeliveryFeedback | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
     registry: CollectorRegistry | None = None,
+    lane: UrgentLane | None = None,
 ) -> Outbox:
     """The outbox with the channels the settings ask for, counting Twilio requests in ``registry``."""
     from alerts.outbox import Outbox
 
-    outbox = Outbox(db, settings, {}, actions=actions, feedback=feedback, clock=clock, registry=registry)
+    outbox = Outbox(
+        db, settings, {}, actions=actions, feedback=feedback, clock=clock, registry=registry, lane=lane
+    )
     outbox.channels = build_channels(settings, lambda channel: outbox.requests.labels(channel).inc())
     return outbox

@@ -38,6 +38,11 @@ class Group:
         """The row whose id the request and its callbacks carry."""
         return self.rows[0]
 
+    @property
+    def urgent(self) -> bool:
+        """Whether any of its rows is urgent (a bundle may be led by a minor one)."""
+        return any(row.urgent for row in self.rows)
+
 
 def _facts(row: OutboxMessage) -> MessageFacts:
     return MessageFacts(row.kind, row.language, row.case_code, row.facts)
@@ -207,7 +212,7 @@ async def form_groups(
             if same_channel and policy.bundle_window_s > 0:
                 opens = max(same_channel) + dt.timedelta(seconds=policy.bundle_window_s)
                 later = opens if opens > now else None
-            if later is None and not any(r.urgent for r in group.rows):
+            if later is None and not group.urgent:
                 times = [at for _ch, at in sent]
                 later = rate_defer(times, now, policy.per_responder_max, policy.per_responder_window_s)
                 why = "responder rate limit"

@@ -23,6 +23,7 @@ from hub.ingest.mqtt_tls import broker_tls, tls_failure
 from hub.ingest.service import IngestService
 from hub.ingest.topics import DeviceTopic, hub_subscriptions, parse
 from hub.lifecycle import TaskSet
+from hub.priority import UrgentLane
 
 __all__ = ["ExternalMqtt"]
 
@@ -49,6 +50,7 @@ class ExternalMqtt:
         backoff: tuple[float, float] = (0.5, 30.0),
         keepalive: int = 30,
         high_water: int = HIGH_WATER,
+        lane: UrgentLane | None = None,
     ) -> None:
         self.settings = settings
         self.ingest = ingest
@@ -62,6 +64,7 @@ class ExternalMqtt:
         self.backoff = backoff
         self.keepalive = keepalive
         self.high_water = high_water
+        self.lane = lane
         self.connected = asyncio.Event()
         self.connects = 0
         self.received = 0
@@ -200,7 +203,11 @@ class ExternalMqtt:
             log.exception("MQTT ingest failed on %s", topic[:200])
 
     def congestion(self) -> Awaitable[None] | None:
-        """Something to await before reading on while the store is behind; None otherwise."""
+        """Something to await before reading on: urgent work in flight or a store behind; None otherwise."""
+        if self.lane is not None and self.lane.holds:
+            urgent = self.lane.yield_to()
+            if urgent is not None:
+                return urgent
         store = self.ingest.pipeline.store
         if store.queued < self.high_water:
             return None

@@ -13,6 +13,7 @@ from drivers import DRIVERS
 from drivers.base import Reading, Value
 from hub.ingest.directory import DeviceEntry
 from hub.ingest.pipeline import ReadingHook
+from hub.priority import UrgentLane
 
 T0 = 1_700_000_000.0
 
@@ -278,3 +279,19 @@ async def test_alert_queue_carries_alerts_to_an_async_consumer() -> None:
     bounded(alert)
     assert (len(bounded), bounded.dropped, bounded.put_total) == (1, 1, 1)
     assert bounded.drain() == [alert] and len(bounded) == 0
+
+
+async def test_an_urgent_firing_alert_holds_the_lane_until_the_consumer_is_done() -> None:
+    lane = UrgentLane()
+    queue = AlertQueue(lane=lane, urgent_severities=("critical",))
+    engine = RuleEngine(RuleSet.build(DRIVERS), queue)
+    engine.on_reading(entry(1), reading(temperature=60.0, battery=5), T0)  # heat (critical), battery (minor)
+    alerts = queue.drain()
+    assert sorted(a.severity for a in alerts) == ["critical", "minor"]
+    assert lane.holds == 1  # only the critical one: the MQTT reader yields to it
+    for alert in alerts:
+        queue.done(alert)
+    assert lane.holds == 0
+    engine.on_reading(entry(1), reading(temperature=20.0, battery=90), T0 + 60)  # both resolve
+    resolved = queue.drain()
+    assert resolved and all(not a.firing for a in resolved) and lane.holds == 0

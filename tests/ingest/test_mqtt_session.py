@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from hub.ingest.mqtt_client import ExternalMqtt
 from hub.ingest.mqtt_session import MqttConnection
 from hub.ingest.service import IngestService
 from hub.metrics import HubMetrics
+from hub.priority import UrgentLane
 from hub.telemetry import InfluxStore, InfluxStoreConfig
 from provisioning.credentials import CredentialEvents
 from provisioning.enroll import DeviceSpec, enroll_direct
@@ -184,3 +186,96 @@ async def test_a_stalled_store_pauses_reading_and_the_backlog_waits_in_the_broke
         await hub.stop()
         await ingest.stop()
         await store.close()
+
+
+class Recording:
+    """An inbound that notes, per message, the loop turn it was taken in; the first message needs an await."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[bytes, int]] = []
+        self.turn = 0
+        self.first = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    def take(self, topic: str, payload: bytes, retain: bool) -> bool:
+        """Note the message, except the very first, which waits in ``take_later``."""
+        if not self.taken:
+            return False
+        self.taken.append((payload, self.turn))
+        return True
+
+    async def take_later(self, topic: str, payload: bytes, retain: bool) -> None:
+        """Hold the reader (a slow registry lookup) until the test lets it go."""
+        self.first.set()
+        await self.go_on.wait()
+        self.taken.append((payload, self.turn))
+
+    def congestion(self) -> None:
+        """Never congested."""
+
+    async def count_turns(self) -> None:
+        """Count loop iterations: one step per iteration while anything else is ready."""
+        while True:
+            self.turn += 1
+            await asyncio.sleep(0)
+
+
+async def test_a_long_backlog_is_taken_a_bounded_number_per_loop_turn_in_order(
+    mosquitto: MosquittoServer,
+) -> None:
+    """1,000 messages read in large chunks: never more than ``per_turn`` in one turn of the loop, so other
+    callbacks (an alarm's case) run between turns; every message taken once, in order."""
+    inbound = Recording()
+    reader = await MqttConnection.open(
+        mosquitto.host, mosquitto.port, inbound, client_id="turns-reader", clean_session=True, per_turn=50
+    )
+    writer = await MqttConnection.open(mosquitto.host, mosquitto.port, Nowhere(), client_id="turns-writer")
+    ticker = asyncio.create_task(inbound.count_turns())
+    try:
+        await reader.subscribe([("turns/#", 0)], still_busy=lambda: False)
+        for n in range(1001):
+            await writer.publish("turns/x", str(n).encode(), 0)
+            if n == 0:
+                await asyncio.wait_for(inbound.first.wait(), 10)  # the reader is paused behind it now
+        await writer.publish("flush", b"-", 1)  # once acknowledged, the broker has routed all before it
+        await asyncio.sleep(0.2)  # the rest piles up in the socket: the first read after the lookup is large
+        inbound.go_on.set()
+        await eventually(lambda: len(inbound.taken) == 1001, "the whole backlog")
+    finally:
+        ticker.cancel()
+        await reader.close()
+        await writer.close()
+    assert [int(payload) for payload, _turn in inbound.taken] == list(range(1001))
+    per_turn = Counter(turn for _payload, turn in inbound.taken[1:])
+    assert max(per_turn.values()) == 50  # the cap was reached, and never passed
+    assert len(per_turn) >= 1000 // 50
+
+
+async def test_reading_yields_to_urgent_work_and_resumes_once_it_is_done(
+    db: Database, tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    """While an alarm holds the lane the hub finishes its turn, then reads no further; released, it reads on
+    and loses nothing."""
+    async with ingest_rig(db, tmp_path) as rig:
+        await rig.enroll("U-1")
+        hub = hub_client(rig, mosquitto)
+        hub.lane = lane = UrgentLane(max_yield_s=30)
+        await hub.start()
+        device = Device("U-1", mosquitto.port, None)
+        try:
+            await eventually(hub.connected.is_set, "the subscription")
+            assert await device.connect()
+            release = lane.hold()  # an alarm on its way to a phone
+            await device.up(reading(1))
+            await eventually(lambda: accepted(rig.metrics) == 1, "the turn that was under way")
+            assert lane.yields == 1
+            for seq in range(2, 6):
+                await device.up(reading(seq))
+            await asyncio.sleep(0.3)  # room to read them, were the hub still reading
+            assert accepted(rig.metrics) == 1 and hub.received == 1
+            release()
+            await eventually(lambda: accepted(rig.metrics) == 5, "the rest once the alarm is out")
+            assert lane.cut_short == 0 and rejected(rig.metrics, "replayed") == 0
+        finally:
+            device.close()
+            await hub.stop()

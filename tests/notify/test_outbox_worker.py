@@ -15,8 +15,9 @@ from alerts.notifiers.twilio_sms import TwilioSms
 from alerts.outbox import Outbox
 from hub.config import TwilioSettings
 from hub.db import Database
+from hub.priority import UrgentLane
 from tests.notify.conftest import FakeClock, Street, alert, requests_sent
-from tests.notify.test_limits import enqueue, rows
+from tests.notify.test_limits import enqueue, minor, rows
 
 
 class HeldSms(TwilioSms):
@@ -145,3 +146,27 @@ async def test_no_claim_while_every_send_slot_is_taken(
         return [r.status for r in await rows(db)] == ["queued", "queued"]
 
     await until(both_queued)
+
+
+async def test_an_urgent_row_holds_the_lane_until_it_is_handed_to_its_channel(
+    db: Database, street: Street, outbox_factory: Any, clock: FakeClock
+) -> None:
+    """Committed urgent rows hold the lane (the MQTT reader yields); handed to the channel they release it,
+    before Twilio answers. Minor rows never hold it."""
+    outbox: Outbox = outbox_factory()
+    outbox.lane = lane = UrgentLane(max_yield_s=30)
+    held = await _held(outbox, street.worker_phone)
+    await enqueue(outbox, minor("m:1", street, clock, 1))
+    assert lane.holds == 0
+    await enqueue(outbox, alert("u:2", street.worker_id, street.worker_phone, now=clock(), case_id=2))
+    assert lane.holds == 1  # from the commit on, before the worker runs
+    await outbox.start()
+    await asyncio.wait_for(held.entered.wait(), 10)  # inside the channel's send: Twilio has not answered
+    assert lane.holds == 0
+    held.release.set()
+
+    async def all_sent() -> bool:
+        return {r.status for r in await rows(db)} == {"queued"}
+
+    await until(all_sent)
+    assert lane.lapsed == 0

@@ -32,9 +32,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _alert_clients import load_paho, load_raw, press_buttons
-from sqlalchemy import event
+from _alert_probes import LaneCounts, Probe, StampedChannel
 
-from alerts.notifiers.base import ChannelSender, Outgoing, Sent
 from drivers import DRIVERS
 from hub.app import Hub, build_hub
 from hub.config import Settings
@@ -50,55 +49,6 @@ __all__ = ["main"]
 
 ACTOR = Actor("bench", "cli")
 SID, TOKEN = "AC" + "0123456789abcdef" * 2, "bench-auth-token"
-
-
-class StampedChannel:
-    """The outbox's SMS channel, noting (perf_counter, phone) as each request is handed to the SDK."""
-
-    def __init__(self, inner: ChannelSender, stamps: dict[str, float]) -> None:
-        self.inner, self.stamps, self.name = inner, stamps, inner.name
-
-    async def send(self, message: Outgoing) -> Sent:
-        """Stamp, then send through the real channel."""
-        self.stamps.setdefault(message.to, time.perf_counter())
-        return await self.inner.send(message)
-
-    async def close(self) -> None:
-        """Close the real channel."""
-        await self.inner.close()
-
-
-class Probe:
-    """Counts the path's SQL statements (case consumer and outbox worker tasks) and full collections."""
-
-    PATH_TASKS = ("cases-alert-consumer", "outbox-worker")
-
-    def __init__(self, engine: Any) -> None:
-        self.statements = 0
-        self.collections: list[tuple[float, float]] = []  # (start, seconds) of generation-2 runs
-        self._gc_start = 0.0
-        event.listen(engine, "before_cursor_execute", self._statement)
-        gc.callbacks.append(self._gc)
-
-    def _statement(self, *_args: Any) -> None:
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:
-            return
-        if task is not None and task.get_name() in self.PATH_TASKS:
-            self.statements += 1
-
-    def _gc(self, phase: str, info: dict[str, Any]) -> None:
-        if info["generation"] != 2:
-            return
-        if phase == "start":
-            self._gc_start = time.perf_counter()
-        else:
-            self.collections.append((self._gc_start, time.perf_counter() - self._gc_start))
-
-    def close(self) -> None:
-        """Stop collecting."""
-        gc.callbacks.remove(self._gc)
 
 
 async def _street(
@@ -311,10 +261,10 @@ async def run(args: argparse.Namespace) -> None:
             proc.start()
         await asyncio.sleep(3.0)  # connected and at rate
         before, t0 = _accepted(hub), time.perf_counter()
-        yields, short, lapsed = hub.lane.yields, hub.lane.cut_short, hub.lane.lapsed
+        lane = LaneCounts(hub)
         paused = getattr(hub.mqtt, "paused", 0)
         results["loaded"] = await press_all(1000 + len(buttons))
-        yields, short, lapsed = hub.lane.yields - yields, hub.lane.cut_short - short, hub.lane.lapsed - lapsed
+        yields, short, lapsed = lane.since()
         paused = getattr(hub.mqtt, "paused", 0) - paused
         probe.close()
         rate = (_accepted(hub) - before) / (time.perf_counter() - t0)

@@ -100,7 +100,7 @@ class Outbox:
         # Urgent rows committed and not yet handed to their channel hold the lane (hub/priority.py).
         self.lane = lane
         self._urgent_holds: list[Callable[[], None]] = []
-        self._urgent_sending = 0
+        self._urgent_sending: set[int] = set()  # leader ids of urgent groups not yet handed over
 
     # -- Notifier ---------------------------------------------------------------------------------
 
@@ -235,7 +235,8 @@ class Outbox:
     def _spawn(self, groups: list[Group]) -> int:
         for group in groups:
             self._in_flight += 1
-            self._urgent_sending += group.urgent
+            if group.urgent:
+                self._urgent_sending.add(group.leader.id)
             self._sends.spawn(self._send_tracked(group), f"outbox-send-{group.leader.id}")
         return len(groups)
 
@@ -243,6 +244,7 @@ class Outbox:
         try:
             await self._send_limited(group)
         finally:
+            self._handed(group)  # already, unless the send failed or was cancelled before its request
             full = self._in_flight >= self.policy.concurrency
             self._in_flight -= 1
             if full:  # the worker stopped claiming: a slot is free now
@@ -328,8 +330,8 @@ class Outbox:
         await self._record(group, sent)
 
     def _handed(self, group: Group) -> None:
-        if group.urgent and self._urgent_sending:
-            self._urgent_sending -= 1
+        if group.leader.id in self._urgent_sending:
+            self._urgent_sending.discard(group.leader.id)
             self._settle_urgent()
 
     async def _record(self, group: Group, sent: Sent) -> None:

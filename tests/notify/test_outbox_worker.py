@@ -50,14 +50,22 @@ async def _held(outbox: Outbox, phone: str) -> HeldSms:
     return held
 
 
+async def first_send_held(
+    outbox_factory: Any, street: Street, clock: FakeClock, key: str, **policy: Any
+) -> tuple[Outbox, HeldSms]:
+    """A started outbox whose first alarm (to the grid worker) is held inside the SMS channel's send."""
+    outbox: Outbox = outbox_factory(**policy)
+    held = await _held(outbox, street.worker_phone)
+    await outbox.start()
+    await enqueue(outbox, alert(key, street.worker_id, street.worker_phone, now=clock()))
+    await asyncio.wait_for(held.entered.wait(), 10)
+    return outbox, held
+
+
 async def test_an_alarm_goes_out_while_another_request_is_in_flight(
     db: Database, street: Street, outbox_factory: Any, clock: FakeClock
 ) -> None:
-    outbox: Outbox = outbox_factory()
-    held = await _held(outbox, street.worker_phone)
-    await outbox.start()
-    await enqueue(outbox, alert("slow:1", street.worker_id, street.worker_phone, now=clock()))
-    await asyncio.wait_for(held.entered.wait(), 10)
+    outbox, held = await first_send_held(outbox_factory, street, clock, "slow:1")
     second = alert(
         "fast:2", street.english_id, street.english_phone, now=clock(), code="C-20260302-0002", case_id=2
     )
@@ -80,11 +88,7 @@ async def test_an_alarm_goes_out_while_another_request_is_in_flight(
 async def test_a_request_in_flight_counts_for_the_bundle_window(
     db: Database, street: Street, outbox_factory: Any, clock: FakeClock
 ) -> None:
-    outbox: Outbox = outbox_factory(bundle_window_s=10)
-    held = await _held(outbox, street.worker_phone)
-    await outbox.start()
-    await enqueue(outbox, alert("b:1", street.worker_id, street.worker_phone, now=clock()))
-    await asyncio.wait_for(held.entered.wait(), 10)
+    outbox, held = await first_send_held(outbox_factory, street, clock, "b:1", bundle_window_s=10)
     later = alert(
         "b:2", street.worker_id, street.worker_phone, now=clock(), code="C-20260302-0002", case_id=2
     )
@@ -129,11 +133,7 @@ async def test_start_warms_the_twilio_client_and_reports_a_refusal(
 async def test_no_claim_while_every_send_slot_is_taken(
     db: Database, street: Street, outbox_factory: Any, clock: FakeClock
 ) -> None:
-    outbox: Outbox = outbox_factory(concurrency=1)
-    held = await _held(outbox, street.worker_phone)
-    await outbox.start()
-    await enqueue(outbox, alert("slot:1", street.worker_id, street.worker_phone, now=clock()))
-    await asyncio.wait_for(held.entered.wait(), 10)
+    outbox, held = await first_send_held(outbox_factory, street, clock, "slot:1", concurrency=1)
     second = alert(
         "slot:2", street.english_id, street.english_phone, now=clock(), code="C-20260302-0002", case_id=2
     )

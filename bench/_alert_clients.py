@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -48,26 +49,39 @@ def press_buttons(port: int, buttons: list[tuple[str, str]], conn: Connection) -
         client.loop_stop()
 
 
+def _paced(devices: int, rate: float, stop: Any, sent: Any) -> Iterator[list[tuple[int, int]]]:
+    """Every 2 ms until ``stop``, the (device index, sequence number) of the messages owed at ``rate`` msg/s."""
+    time.sleep(1.0)
+    seq, start, done = 1, time.perf_counter(), 0
+    while not stop.is_set():
+        owed = max(0, min(int((time.perf_counter() - start) * rate) - done, 2000))
+        batch = []
+        for _ in range(owed):
+            index = done % devices
+            batch.append((index, seq))
+            done += 1
+            if index == devices - 1:
+                seq += 1
+        yield batch
+        sent.value = done
+        time.sleep(0.002)
+
+
+def _smoke(seq: int) -> bytes:
+    return DRIVERS["smoke"].encode({"seq": seq, **_BODY}, "binary")
+
+
 def load_paho(port: int, devices: list[tuple[str, str]], rate: float, stop: Any, sent: Any) -> None:
     """Child process: paho clients publish smoke telemetry (QoS 0, binary frames) at ``rate`` msg/s until ``stop``.
 
     paho costs ~30 µs a publish: at 10,000 msg/s these processes take two thirds of a core from a 2-core
     machine the hub shares with them; ``load_raw`` is the default for that reason.
     """
-    clients = [(serial, _client(serial, password, port)) for serial, password in devices]
-    time.sleep(1.0)
-    seq, start, done = 1, time.perf_counter(), 0
-    while not stop.is_set():
-        owed = int((time.perf_counter() - start) * rate) - done
-        for _ in range(max(0, min(owed, 2000))):
-            serial, client = clients[done % len(clients)]
-            payload = DRIVERS["smoke"].encode({"seq": seq, **_BODY}, "binary")
-            client.publish(f"devices/{serial}/up", payload, qos=0)
-            done += 1
-            if done % len(clients) == 0:
-                seq += 1
-        sent.value = done
-        time.sleep(0.002)
+    clients = [(f"devices/{serial}/up", _client(serial, password, port)) for serial, password in devices]
+    for batch in _paced(len(clients), rate, stop, sent):
+        for index, seq in batch:
+            topic, client = clients[index]
+            client.publish(topic, _smoke(seq), qos=0)
     for _, client in clients:
         client.disconnect()
         client.loop_stop()
@@ -89,24 +103,13 @@ def load_raw(port: int, devices: list[tuple[str, str]], rate: float, stop: Any, 
     generator leaves the machine's CPU to the hub, its broker and its database.
     """
     socks = [(f"devices/{serial}/up", _raw_connect(serial, password, port)) for serial, password in devices]
-    encode = DRIVERS["smoke"].encode
-    time.sleep(1.0)
-    seq, start, done = 1, time.perf_counter(), 0
-    while not stop.is_set():
-        owed = max(0, min(int((time.perf_counter() - start) * rate) - done, 2000))
+    for batch in _paced(len(socks), rate, stop, sent):
         frames: list[list[bytes]] = [[] for _ in socks]
-        for _ in range(owed):
-            index = done % len(socks)
-            payload = encode({"seq": seq, **_BODY}, "binary")
-            frames[index].append(publish_packet(socks[index][0], payload, 0, 0))
-            done += 1
-            if index == len(socks) - 1:
-                seq += 1
-        for (_topic, sock), batch in zip(socks, frames, strict=True):
-            if batch:
-                sock.sendall(b"".join(batch))
-        sent.value = done
-        time.sleep(0.002)
+        for index, seq in batch:
+            frames[index].append(publish_packet(socks[index][0], _smoke(seq), 0, 0))
+        for (_topic, sock), out in zip(socks, frames, strict=True):
+            if out:
+                sock.sendall(b"".join(out))
     for _topic, sock in socks:
         sock.sendall(b"\xe0\x00")
         sock.close()

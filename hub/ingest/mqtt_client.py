@@ -204,10 +204,9 @@ class ExternalMqtt:
 
     def congestion(self) -> Awaitable[None] | None:
         """Something to await before reading on: urgent work in flight or a store behind; None otherwise."""
-        if self.lane is not None and self.lane.holds:
-            urgent = self.lane.yield_to()
-            if urgent is not None:
-                return urgent
+        urgent = self.lane.yield_to() if self.lane is not None else None
+        if urgent is not None:
+            return urgent
         store = self.ingest.pipeline.store
         if store.queued < self.high_water:
             return None

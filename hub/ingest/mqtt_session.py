@@ -9,7 +9,6 @@ waits for its turn, or the Inbound cannot take one at once (a registry lookup) o
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,8 +19,6 @@ from hub.ingest import mqtt_wire as wire
 from hub.lifecycle import TaskSet
 
 __all__ = ["Inbound", "MqttConnection"]
-
-log = logging.getLogger(__name__)
 
 # Messages handled in one turn of the event loop (~2 ms of ingest): whatever else is ready, such as
 # the statements of an alarm's case, waits for at most one such turn instead of a whole 256 KB read.

@@ -5,9 +5,17 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.limits import NotifyPolicy
@@ -32,6 +40,15 @@ __all__ = [
 # Secrets nobody should run a real deployment with.
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "password", "admin"})
 DB_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def _folded(value: object) -> object:
+    """A word as an operator may type it in .env (``INFO``, `` Production``): stripped, lower case."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# A choice among words, read case-insensitively.
+Choice = BeforeValidator(_folded)
 
 
 class _Section(BaseModel):
@@ -59,7 +76,7 @@ class DatabaseSettings(_Section):
 class MqttSettings(_Section):
     """MQTT: the embedded amqtt broker, or a client of an external broker."""
 
-    mode: Literal["embedded", "external"] = "embedded"
+    mode: Annotated[Literal["embedded", "external"], Choice] = "embedded"
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=0, le=65535)
     # Demo and development: take a free port when the configured one is busy.
@@ -68,7 +85,8 @@ class MqttSettings(_Section):
     password: SecretStr | None = None
     client_id: str = "iothub"
     shared_group: str | None = None
-    qos: Literal[0, 1] = 1
+    # An int, not Literal[0, 1]: a literal takes no "1" from .env (pydantic compares literals strictly).
+    qos: int = Field(default=1, ge=0, le=1)
     max_payload: int = Field(default=64 * 1024, gt=0)
     # TLS to the external broker. Each file is loaded here, so a bad one stops the start with its name.
     tls: bool = False
@@ -149,7 +167,7 @@ class CoapSettings(_Section):
 class TelemetrySettings(_Section):
     """Which telemetry store holds readings."""
 
-    backend: Literal["sqlite", "influxdb"] = "sqlite"
+    backend: Annotated[Literal["sqlite", "influxdb"], Choice] = "sqlite"
     sqlite_path: Path | None = None
     retention_days: int = Field(default=30, gt=0)
 
@@ -222,9 +240,9 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    mode: Literal["development", "production"] = "development"
+    mode: Annotated[Literal["development", "production"], Choice] = "development"
     var_dir: Path = Path("var")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], Choice] = "info"
     secret_key: SecretStr = SecretStr("changethis")
     shutdown_timeout: float = Field(default=5.0, gt=0)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

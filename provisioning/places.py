@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import Table, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from hub.db.base import Base
 from hub.db.places import LEVELS, Place, level_index, subtree_bounds
 from hub.errors import Conflict, InvalidInput, NotFound
 from provisioning.audit import Clock, record, utcnow
+from provisioning.outline import check_outline, explain
 
 __all__ = [
     "EDITABLE",
@@ -33,7 +34,6 @@ __all__ = [
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 EDITABLE = ("name", "name_en", "lat", "lon", "outline", "contacts")
-GEOMETRIES = ("Polygon", "MultiPolygon")
 
 
 class PlaceData(BaseModel):
@@ -68,9 +68,7 @@ class PlaceData(BaseModel):
     @field_validator("outline")
     @classmethod
     def _outline(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and (value.get("type") not in GEOMETRIES or not value.get("coordinates")):
-            raise ValueError("outline must be a GeoJSON Polygon or MultiPolygon geometry")
-        return value
+        return None if value is None else check_outline(value)
 
     @model_validator(mode="after")
     def _shape(self) -> PlaceData:
@@ -154,8 +152,10 @@ async def update_place(
     merged = snapshot(place, parent_code) | changes
     try:
         data = PlaceData.model_validate(merged)
-    except ValueError as exc:
-        raise InvalidInput(str(exc).splitlines()[-1].strip(), field=next(iter(changes), None)) from exc
+    except ValidationError as exc:
+        field, message = explain(exc)
+        field = field or next(iter(changes), "")
+        raise InvalidInput(f"{field}: {message}" if field else message, field=field or None) from exc
     before = snapshot(place, parent_code)
     for name in EDITABLE:
         setattr(place, name, getattr(data, name))

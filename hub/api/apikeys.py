@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from hub.api.auth import ClockDep, CurrentPrincipal, Principal, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Id
 from hub.db.base import AuditEvent
 from hub.db.people import ApiKey
 from provisioning import apikeys, audit
@@ -29,7 +29,7 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=120)
     role: str
     places: list[str] = Field(default_factory=list, description="place codes; empty = everywhere")
-    responder_id: int | None = None
+    responder_id: Id | None = None
 
 
 class KeyOut(BaseModel):
@@ -139,7 +139,7 @@ async def list_audit(
     object_id: str | None = None,
     actor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: int | None = None,
+    before_id: Id | None = None,
 ) -> list[AuditEvent]:
     """Audit events, newest first; page back with ``before_id``."""
     async with hub.db.session() as session:

@@ -12,7 +12,7 @@ from alerts.desk import CaseDesk, Intake
 from alerts.escalation import list_steps, save_policy
 from alerts.workdays import WorkdayCalendar
 from hub.api.auth import ClockDep, Principal, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Int64
 from hub.db.cases import Case, EscalationPolicyRow
 from hub.errors import Forbidden
 from provisioning.places import get_place
@@ -94,7 +94,7 @@ async def cases(
     place: str | None = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Int64, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     """Cases newest first, filtered by state, category, place subtree (code) and overdue; only the caller's places."""
     async with hub.db.session() as session:

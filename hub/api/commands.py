@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from hub.api.auth import Principal, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Int64
 from hub.api.telemetry import device_for
 from hub.errors import InvalidInput, NotFound, TransportError
 
@@ -53,7 +53,7 @@ async def send_command(serial: str, body: CommandBody, hub: HubDep, principal: C
 
 
 @router.get("/devices/{serial}/commands/{cid}")
-async def command_status(serial: str, cid: int, hub: HubDep, principal: Commander) -> dict[str, Any]:
+async def command_status(serial: str, cid: Int64, hub: HubDep, principal: Commander) -> dict[str, Any]:
     """What became of one command."""
     await device_for(hub, serial, principal)
     record = _commands(hub).get(cid)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.api.auth import ClockDep, Principal, ensure_place_allowed, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Id
 from hub.db.devices import Device, DeviceEvent
 from hub.db.places import Place
 from provisioning import devices, testmode
@@ -124,7 +124,7 @@ async def list_devices(
     kind: str | None = None,
     state: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after_id: int | None = None,
+    after_id: Id | None = None,
 ) -> list[dict[str, Any]]:
     """Devices in the caller's places, by id; page with ``after_id``."""
     async with hub.db.session() as session:
@@ -139,7 +139,7 @@ async def list_devices(
 
 
 @router.get("/{device_id}")
-async def show_device(device_id: int, hub: HubDep, principal: Reader, clock: ClockDep) -> dict[str, Any]:
+async def show_device(device_id: Id, hub: HubDep, principal: Reader, clock: ClockDep) -> dict[str, Any]:
     """One device with its lifecycle history."""
     async with hub.db.session() as session:
         device, code = await allowed_device(session, device_id, principal)
@@ -164,7 +164,7 @@ async def show_device(device_id: int, hub: HubDep, principal: Reader, clock: Clo
 
 @router.post("/{device_id}/state")
 async def change_state(
-    device_id: int, body: StateChange, hub: HubDep, principal: Technician, clock: ClockDep
+    device_id: Id, body: StateChange, hub: HubDep, principal: Technician, clock: ClockDep
 ) -> dict[str, Any]:
     """Move the device along its lifecycle (409 when the move is not allowed)."""
     async with hub.db.session() as session:
@@ -177,7 +177,7 @@ async def change_state(
 
 @router.post("/{device_id}/test")
 async def start_test(
-    device_id: int, body: TestRequest, hub: HubDep, principal: Technician, clock: ClockDep
+    device_id: Id, body: TestRequest, hub: HubDep, principal: Technician, clock: ClockDep
 ) -> dict[str, Any]:
     """Put the device in test for ``minutes`` (1-240); it leaves test by itself; alarms confirm to the caller."""
     async with hub.db.session() as session:
@@ -194,7 +194,7 @@ async def start_test(
 
 
 @router.delete("/{device_id}/test")
-async def stop_test(device_id: int, hub: HubDep, principal: Technician, clock: ClockDep) -> dict[str, Any]:
+async def stop_test(device_id: Id, hub: HubDep, principal: Technician, clock: ClockDep) -> dict[str, Any]:
     """End test mode now."""
     async with hub.db.session() as session:
         device, code = await allowed_device(session, device_id, principal)
@@ -203,7 +203,7 @@ async def stop_test(device_id: int, hub: HubDep, principal: Technician, clock: C
 
 
 @router.post("/{device_id}/rotate")
-async def rotate(device_id: int, hub: HubDep, principal: Technician, clock: ClockDep) -> dict[str, Any]:
+async def rotate(device_id: Id, hub: HubDep, principal: Technician, clock: ClockDep) -> dict[str, Any]:
     """Issue new secrets (shown once); the old ones stop working and live sessions are dropped."""
     store = credential_store(hub, clock)
     async with hub.db.session() as session:
@@ -215,7 +215,7 @@ async def rotate(device_id: int, hub: HubDep, principal: Technician, clock: Cloc
 
 @router.post("/{device_id}/revoke")
 async def revoke(
-    device_id: int, body: Note, hub: HubDep, principal: Technician, clock: ClockDep
+    device_id: Id, body: Note, hub: HubDep, principal: Technician, clock: ClockDep
 ) -> dict[str, Any]:
     """Revoke the device's secrets: its next connect is refused and live sessions are dropped."""
     store = credential_store(hub, clock)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from hub.api.auth import ClockDep, Principal, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Id
 from hub.api.devices import credential_store, device_out
 from hub.errors import InvalidInput
 from provisioning import bulk, claims, enroll
@@ -26,8 +26,8 @@ class Placement(BaseModel):
     """Where a device goes: a household (id or code), or the grid worker wearing a body-cam."""
 
     model_config = {"extra": "forbid"}
-    household: int | str | None = None
-    responder_id: int | None = None
+    household: Id | str | None = None
+    responder_id: Id | None = None
     position: str = Field(default="", max_length=200)
 
 

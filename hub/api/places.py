@@ -19,7 +19,7 @@ from hub.api.auth import (
     require_roles,
     scope_clause,
 )
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Int64
 from hub.db.places import Place
 from provisioning import placefile, places
 from provisioning.places import PlaceData
@@ -98,7 +98,7 @@ async def list_places(
     level: str | None = None,
     q: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Int64, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     """Places in path order, within the caller's places."""
     async with hub.db.session() as session:

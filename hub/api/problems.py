@@ -41,13 +41,22 @@ async def _hub_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _validation_entry(err: Any) -> dict[str, str]:
+    """One pydantic error as ``{field, in, message}``: the field a client sent, never an internal offset."""
+    loc = [str(part) for part in err["loc"]]
+    where = loc.pop(0) if loc and loc[0] in _LOCATIONS else "body"
+    if err.get("type") == "json_invalid":
+        # FastAPI puts the character offset of a JSON syntax error in ``loc``: it is a position, not a field.
+        reason = (err.get("ctx") or {}).get("error") or "not valid JSON"
+        position = loc[0] if loc else "0"
+        return {"field": "body", "in": "body", "message": f"invalid JSON at character {position}: {reason}"}
+    message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return {"field": ".".join(loc) or where, "in": where, "message": message}
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = []
-    for err in exc.errors():
-        loc = [str(part) for part in err["loc"]]
-        where = loc.pop(0) if loc and loc[0] in _LOCATIONS else "body"
-        errors.append({"field": ".".join(loc) or where, "in": where, "message": err["msg"]})
+    errors = [_validation_entry(err) for err in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return problem(
         422, "invalid", detail, request, errors=errors, field=errors[0]["field"] if errors else None

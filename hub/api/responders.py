@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.api.auth import ClockDep, Principal, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Id, Int64
 from hub.db.people import Responder
 from provisioning import responders
 from provisioning.responders import ResponderData
@@ -72,7 +72,7 @@ async def list_responders(
     role: str | None = None,
     active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Int64, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     """Responders by id, optionally of one role or activity state."""
     query = select(Responder).order_by(Responder.id).limit(limit).offset(offset)
@@ -85,7 +85,7 @@ async def list_responders(
 
 
 @router.get("/responders/{responder_id}", response_model=ResponderOut)
-async def get_responder(responder_id: int, hub: HubDep, _: Reader) -> dict[str, Any]:
+async def get_responder(responder_id: Id, hub: HubDep, _: Reader) -> dict[str, Any]:
     """One responder."""
     async with hub.db.session() as session:
         return await _out(session, await responders.get_responder(session, responder_id))
@@ -93,7 +93,7 @@ async def get_responder(responder_id: int, hub: HubDep, _: Reader) -> dict[str, 
 
 @router.patch("/responders/{responder_id}", response_model=ResponderOut)
 async def update_responder(
-    responder_id: int,
+    responder_id: Id,
     hub: HubDep,
     principal: Admin,
     clock: ClockDep,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from alerts import rulestore
 from drivers import DRIVERS
 from hub.api.auth import ClockDep, Principal, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Id
 from hub.db.cases import AlertRuleRow
 from hub.errors import HubError, InvalidInput
 
@@ -89,7 +89,7 @@ async def import_yaml(request: Request, hub: HubDep, principal: Admin, clock: Cl
 
 
 @router.get("/rules/{rule_id}")
-async def one(rule_id: int, hub: HubDep, _: Reader) -> dict[str, Any]:
+async def one(rule_id: Id, hub: HubDep, _: Reader) -> dict[str, Any]:
     """One stored rule."""
     async with hub.db.session() as session:
         return _out(await rulestore.get_rule(session, rule_id))
@@ -97,7 +97,7 @@ async def one(rule_id: int, hub: HubDep, _: Reader) -> dict[str, Any]:
 
 @router.put("/rules/{rule_id}")
 async def replace(
-    rule_id: int, body: RuleBody, hub: HubDep, principal: Admin, clock: ClockDep
+    rule_id: Id, body: RuleBody, hub: HubDep, principal: Admin, clock: ClockDep
 ) -> dict[str, Any]:
     """Replace a stored rule."""
     async with hub.db.session() as session:
@@ -110,7 +110,7 @@ async def replace(
 
 
 @router.delete("/rules/{rule_id}", status_code=204)
-async def remove(rule_id: int, hub: HubDep, principal: Admin, clock: ClockDep) -> None:
+async def remove(rule_id: Id, hub: HubDep, principal: Admin, clock: ClockDep) -> None:
     """Delete a stored rule."""
     async with hub.db.session() as session:
         await rulestore.delete_rule(session, rule_id, actor=principal.actor, channel="api", now=clock())

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from hub.api.auth import Principal, ensure_place_allowed, require_roles
-from hub.api.deps import HubDep
+from hub.api.deps import INSTANT_HELP, HubDep, Instant
 from hub.db.places import Place
 from hub.errors import InvalidInput, NotFound
 from hub.ingest.directory import DeviceEntry
@@ -21,6 +21,8 @@ Reader = Annotated[Principal, Depends(require_roles("operator", "technician", "r
 Staff = Annotated[Principal, Depends(require_roles("operator", "technician"))]
 # One answer is meant for a chart, not a data export.
 MAX_POINTS = 10_000
+# The widest bucket: ten years.
+MAX_EVERY = 10 * 366 * 86_400.0
 
 
 async def device_for(hub: Any, serial: str, principal: Principal) -> DeviceEntry:
@@ -45,10 +47,11 @@ async def telemetry(
     hub: HubDep,
     principal: Reader,
     metric: Annotated[str, Query(min_length=1, max_length=64)],
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
+    start: Annotated[Instant | None, Query(description=INSTANT_HELP)] = None,
+    end: Annotated[Instant | None, Query(description=INSTANT_HELP)] = None,
     every: Annotated[
-        float | None, Query(gt=0, description="bucket width in seconds; mean per bucket")
+        float | None,
+        Query(gt=0, le=MAX_EVERY, description="bucket width in seconds; mean per bucket"),
     ] = None,
 ) -> dict[str, Any]:
     """Samples of one metric of one device in [start, end); default: the last 24 hours."""

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from twilio.request_validator import RequestValidator
 
-from hub.api.deps import HubDep
+from hub.api.deps import HubDep, Id
 from hub.errors import Forbidden, StartupError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ async def signed_params(request: Request, hub: Hub) -> dict[str, str]:
 
 
 @router.post("/status/{outbox_id}", status_code=204)
-async def status_callback(outbox_id: int, request: Request, hub: HubDep) -> Response:
+async def status_callback(outbox_id: Id, request: Request, hub: HubDep) -> Response:
     """Twilio reports a message's or call's status: the outbox row (and its bundle) moves on."""
     params = await signed_params(request, hub)
     from alerts.notifiers.delivery import settle_status
@@ -66,7 +66,7 @@ async def inbound_sms(request: Request, hub: HubDep) -> Response:
 
 
 @router.post("/voice/{outbox_id}/gather")
-async def call_keypress(outbox_id: int, request: Request, hub: HubDep) -> Response:
+async def call_keypress(outbox_id: Id, request: Request, hub: HubDep) -> Response:
     """A key pressed during a call: 1 accepts, 2 passes on; answered with TwiML the call says."""
     params = await signed_params(request, hub)
     from alerts.notifiers.replies import handle_gather

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from hub import __version__
+from hub.api.openapi import serve_problem_schema
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import include_routers
 from hub.config import Settings
@@ -212,4 +213,5 @@ def create_app(settings: Settings, hub: Hub | None = None) -> FastAPI:
     app.state.hub = the_hub
     install_problem_handlers(app)
     include_routers(app)
+    serve_problem_schema(app)
     return app

@@ -23,7 +23,9 @@ def bind_tcp(host: str, port: int, *, fallback: bool, setting: str) -> socket.so
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without
+    # it every keep-alive HTTP answer waited ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         # Same as uvicorn and asyncio servers: a restart may rebind over TIME_WAIT sockets.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -77,6 +77,15 @@ ensure_venv() {
     fi
     local stamp="$VENV/.iothub-pyproject.sha256" want
     want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    # urllib3-future (niquests, from grafana-client) overwrites urllib3 with itself at every start through a
+    # .pth file unless it is built without that override; requests-based tools (schemathesis) then break on
+    # its pool internals. Keep the two side by side: build it from source with the override off.
+    export URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future
+    if compgen -G "$VENV/lib/python3*/site-packages/urllib3_future.pth" >/dev/null; then
+        step "venv: reinstalling urllib3 and urllib3-future side by side"
+        "$VENV/bin/python" -m pip uninstall -q -y urllib3 urllib3-future || die "pip uninstall urllib3"
+        rm -f "$stamp"
+    fi
     if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         step "venv: dependencies up to date"
         return

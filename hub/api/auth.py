@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from hub.api.deps import HubDep
 from hub.db.people import ROLES
@@ -30,6 +31,13 @@ __all__ = [
 ]
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="iothub"'}
+# Declared for the OpenAPI document (clients and /docs can authorise); ``presented_key`` reads the headers.
+BEARER = HTTPBearer(
+    auto_error=False, scheme_name="bearerKey", description="`Authorization: Bearer hub_<id>_<secret>`"
+)
+API_KEY = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="`X-API-Key: hub_<id>_<secret>`"
+)
 
 
 def get_clock(request: Request) -> Clock:
@@ -59,7 +67,13 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status_code=401, detail=message, headers=CHALLENGE)
 
 
-async def get_principal(request: Request, hub: HubDep, clock: ClockDep) -> Principal:
+async def get_principal(
+    request: Request,
+    hub: HubDep,
+    clock: ClockDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    _header: Annotated[str | None, Depends(API_KEY)],
+) -> Principal:
     """Authenticate the request's key (401 with a Bearer challenge when missing, unknown or revoked)."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:

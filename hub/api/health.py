@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from hub.api.deps import HubDep
 
@@ -18,7 +18,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {"description": "a component is not ready (the same body)", "content": {"application/json": {}}}
+    },
+)
 async def readyz(hub: HubDep) -> JSONResponse:
     """Every component with its state; 503 when one is not ready."""
     results = await hub.lifecycle.health()
@@ -32,7 +37,7 @@ async def readyz(hub: HubDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(hub: HubDep, request: Request) -> Response:
     """Prometheus text format."""
     return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

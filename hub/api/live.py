@@ -25,7 +25,11 @@ def _frame(event: dict[str, Any]) -> str:
     return f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, ensure_ascii=False, default=str)}\n\n"
 
 
-@router.get("/events")
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}},
+)
 async def events(hub: HubDep, principal: Watcher, request: Request) -> StreamingResponse:
     """Every accepted reading and every device going offline, as they happen (text/event-stream)."""
 

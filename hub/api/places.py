@@ -117,7 +117,16 @@ async def create_place(body: PlaceData, hub: HubDep, principal: Admin, clock: Cl
         return (await _out(session, [place]))[0]
 
 
-@router.get("/export")
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the file",
+            "content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in MEDIA.values()},
+        }
+    },
+)
 async def export_places(
     hub: HubDep, _: Exporter, format: FileFormat = "csv", root: str | None = None
 ) -> Response:

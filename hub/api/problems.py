@@ -17,6 +17,7 @@ __all__ = ["install_problem_handlers", "problem"]
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+_UNPARSABLE = "There was an error parsing the body"
 
 
 def problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
@@ -65,6 +66,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE:
+        # FastAPI's answer to a body it cannot even decode (not UTF-8): the same 422 as a JSON syntax error.
+        message = "not a JSON document in UTF-8"
+        errors = [{"field": "body", "in": "body", "message": message}]
+        return problem(422, "invalid", f"body: {message}", request, errors=errors, field="body")
     title = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
     response = problem(exc.status_code, title.get(exc.status_code, "error"), str(exc.detail), request)
     if exc.headers:

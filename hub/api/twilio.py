@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
@@ -19,6 +19,10 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/twilio", tags=["twilio"])
 TWIML = "application/xml"
+# What the OpenAPI document says these answer: TwiML.
+TWIML_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": "TwiML", "content": {TWIML: {"schema": {"type": "string"}}}}
+}
 
 
 def _outbox(hub: Hub) -> Outbox:
@@ -56,7 +60,7 @@ async def status_callback(outbox_id: Id, request: Request, hub: HubDep) -> Respo
     return Response(status_code=204)
 
 
-@router.post("/sms")
+@router.post("/sms", response_class=Response, responses=TWIML_DOC)
 async def inbound_sms(request: Request, hub: HubDep) -> Response:
     """A reply by SMS: accept, resolve, pass, away/back, a rating, STOP/START; answered in TwiML."""
     params = await signed_params(request, hub)
@@ -65,7 +69,7 @@ async def inbound_sms(request: Request, hub: HubDep) -> Response:
     return Response(await handle_sms(_outbox(hub), params), media_type=TWIML)
 
 
-@router.post("/voice/{outbox_id}/gather")
+@router.post("/voice/{outbox_id}/gather", response_class=Response, responses=TWIML_DOC)
 async def call_keypress(outbox_id: Id, request: Request, hub: HubDep) -> Response:
     """A key pressed during a call: 1 accepts, 2 passes on; answered with TwiML the call says."""
     params = await signed_params(request, hub)

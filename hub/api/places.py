@@ -122,8 +122,17 @@ async def create_place(body: PlaceData, hub: HubDep, principal: Admin, clock: Cl
     response_class=Response,
     responses={
         200: {
-            "description": "the file",
-            "content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in MEDIA.values()},
+            "description": "the file: CSV with a header row, or YAML `places:` with one mapping per place",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/yaml": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["places"],
+                        "properties": {"places": {"type": "array", "items": {"type": "object"}}},
+                    }
+                },
+            },
         }
     },
 )

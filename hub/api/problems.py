@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import HubError
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 _UNPARSABLE = "There was an error parsing the body"
+_DATA_ERRORS = {
+    "22001": "a text longer than its field takes",
+    "22003": "a number out of the range its field takes",
+    "22021": "text the database cannot store (a NUL character)",
+}
 
 
 def problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
@@ -78,6 +84,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # SQLSTATE class 22 is "data exception": a value the database would not take (too long, out of range).
+    # The API's own checks should have refused it; say so plainly rather than answer 500.
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    if not sqlstate.startswith("22"):
+        return await _unexpected(request, exc)
+    log.warning("the database refused a value on %s (SQLSTATE %s)", request.url.path, sqlstate)
+    why = _DATA_ERRORS.get(sqlstate, "a value out of the range or length its field takes")
+    return problem(422, "invalid", f"the request holds {why}", request)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return problem(500, "internal", "internal error; see the hub's log", request)
@@ -88,4 +105,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from hub.api import apikeys, commands, devices, enrollment, health, live, places, responders, telemetry
 from hub.api import cases as cases_api
@@ -11,6 +11,7 @@ from hub.api import rules as rules_api
 from hub.api import twilio as twilio_api
 from hub.api.auth import get_principal
 from hub.api.openapi import document_problems
+from hub.api.textguard import refuse_unstorable_text
 from hub.web import claim as claim_page
 
 __all__ = ["ROUTERS", "include_routers"]
@@ -37,4 +38,4 @@ def include_routers(app: FastAPI) -> None:
     """Mount every resource router on ``app``, each operation's problem answers declared."""
     for router in ROUTERS:
         document_problems(router, get_principal)
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(refuse_unstorable_text)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,44 @@ async def test_good_outlines_are_stored_as_geojson(api: Api) -> None:
         response = await api.client.patch("/api/v1/places/T-D", json={"outline": outline}, headers=api.auth())
         assert response.status_code == 200, response.text
         assert response.json()["outline"] == outline
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "word"),
+    [
+        ("GET", "/api/v1/places/D1%00x", None, "code", "NUL"),
+        ("GET", "/api/v1/places?q=a%00b", None, "q", "NUL"),
+        ("GET", "/api/v1/devices/SM%00/telemetry?metric=battery", None, "serial", "NUL"),
+        ("POST", "/api/v1/keys", {"name": "a\x00b", "role": "operator"}, "name", "NUL"),
+        (
+            "POST",
+            "/api/v1/keys",
+            {"name": "ops", "role": "operator", "places": ["T-D", "\x00"]},
+            "places.1",
+            "NUL",
+        ),
+        ("POST", "/api/v1/places", {"code": "X", "level": "district", "name": "\udc00"}, "name", "surrogate"),
+        ("PATCH", "/api/v1/places/T-D", {"contacts": [{"name": "李\x00"}]}, "contacts.0.name", "NUL"),
+    ],
+)
+async def test_text_no_database_stores_is_refused_by_name(
+    api: Api, method: str, path: str, body: Any, field: str, word: str
+) -> None:
+    """NUL characters and lone surrogates: 422 naming the field on both backends (PostgreSQL answered 500)."""
+    content = None if body is None else json.dumps(body).encode()
+    headers = api.auth() | {"Content-Type": "application/json"}
+    response = await api.client.request(method, path, content=content, headers=headers)
+    assert_names(response, field, word)
+
+
+async def test_a_value_the_database_refuses_is_422_not_500(api: Api) -> None:
+    """The last net: a raw CSV import with a NUL character, which PostgreSQL cannot store (SQLite can)."""
+    csv = "code,level,name,parent\nT-D-X,street,街\x00道,T-D\n".encode()
+    response = await api.client.post(
+        "/api/v1/places/import?format=csv", content=csv, headers=api.auth() | {"Content-Type": "text/csv"}
+    )
+    if api.hub.db.is_sqlite:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 422, response.text
+        assert "NUL" in response.json()["detail"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import delete, insert, select
+from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,9 +26,11 @@ __all__ = [
     "ResponderData",
     "create_responder",
     "get_responder",
+    "list_responders",
     "normalise_phone",
     "on_duty",
     "place_codes",
+    "place_refs",
     "responders_for",
     "update_responder",
 ]
@@ -143,6 +145,39 @@ async def place_codes(session: AsyncSession, responder_id: int) -> list[str]:
     query = select(Place.code).join(responder_places, responder_places.c.place_id == Place.id)
     query = query.where(responder_places.c.responder_id == responder_id).order_by(Place.code)
     return list((await session.execute(query)).scalars())
+
+
+async def place_refs(session: AsyncSession, responder_ids: Iterable[int]) -> dict[int, list[tuple[str, str]]]:
+    """(code, path) of every place each responder is assigned to, by responder id, codes in order."""
+    query = select(responder_places.c.responder_id, Place.code, Place.path).join(
+        Place, Place.id == responder_places.c.place_id
+    )
+    refs: dict[int, list[tuple[str, str]]] = {}
+    rows = await session.execute(query.where(responder_places.c.responder_id.in_(set(responder_ids))))
+    for responder_id, code, path in sorted((row[0], row[1], row[2]) for row in rows):
+        refs.setdefault(responder_id, []).append((code, path))
+    return refs
+
+
+async def list_responders(
+    session: AsyncSession,
+    *,
+    role: str | None = None,
+    active: bool | None = None,
+    scope: ColumnElement[bool] | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Sequence[Responder]:
+    """Responders by id; ``scope`` (a clause on Place.path) keeps those assigned to a place it matches."""
+    query = select(Responder).order_by(Responder.id).limit(limit).offset(offset)
+    if role is not None:
+        query = query.where(Responder.role == role)
+    if active is not None:
+        query = query.where(Responder.active.is_(active))
+    if scope is not None:
+        inside = select(responder_places.c.responder_id).join(Place, Place.id == responder_places.c.place_id)
+        query = query.where(Responder.id.in_(inside.where(scope)))
+    return (await session.execute(query)).scalars().all()
 
 
 async def _assign(session: AsyncSession, responder_id: int, codes: Sequence[str]) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from hub.api.auth import ClockDep, CurrentPrincipal, Principal, require_roles
 from hub.api.deps import HubDep, Id
+from hub.api.scope import refuse_limited
 from hub.db.base import AuditEvent
 from hub.db.people import ApiKey
 from provisioning import apikeys, audit
@@ -19,6 +20,15 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", tags=["access"])
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Auditor = Annotated[Principal, Depends(require_roles("admin", "operator"))]
+
+
+async def _key_admin(principal: Admin) -> Principal:
+    # A key limited to places must not mint or list keys for every place (nor an unlimited one).
+    refuse_limited(principal, "managing API keys")
+    return principal
+
+
+KeyAdmin = Annotated[Principal, Depends(_key_admin)]
 
 
 class KeyCreate(BaseModel):
@@ -83,7 +93,7 @@ def _key_out(key: ApiKey, places: list[str]) -> dict[str, Any]:
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)
-async def create_key(body: KeyCreate, hub: HubDep, principal: Admin, clock: ClockDep) -> dict[str, Any]:
+async def create_key(body: KeyCreate, hub: HubDep, principal: KeyAdmin, clock: ClockDep) -> dict[str, Any]:
     """Create a key; the response is the only time its text is shown."""
     async with hub.db.session() as session:
         key, text = await apikeys.create_key(
@@ -101,7 +111,7 @@ async def create_key(body: KeyCreate, hub: HubDep, principal: Admin, clock: Cloc
 
 @router.get("/keys", response_model=list[KeyOut])
 async def list_keys(
-    hub: HubDep, _: Admin, include_revoked: Annotated[bool, Query()] = False
+    hub: HubDep, _: KeyAdmin, include_revoked: Annotated[bool, Query()] = False
 ) -> list[dict[str, Any]]:
     """Every key (active ones unless ``include_revoked``)."""
     async with hub.db.session() as session:
@@ -110,7 +120,7 @@ async def list_keys(
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-async def revoke_key(key_id: str, hub: HubDep, principal: Admin, clock: ClockDep) -> Response:
+async def revoke_key(key_id: str, hub: HubDep, principal: KeyAdmin, clock: ClockDep) -> Response:
     """Revoke a key at once (it stays listed with ``include_revoked``)."""
     async with hub.db.session() as session:
         await apikeys.revoke_key(session, key_id, actor=principal.actor, channel="api", clock=clock)
@@ -133,7 +143,7 @@ async def whoami(principal: CurrentPrincipal) -> dict[str, Any]:
 @router.get("/audit", response_model=list[AuditOut])
 async def list_audit(
     hub: HubDep,
-    _: Auditor,
+    principal: Auditor,
     *,
     object_type: str | None = None,
     object_id: str | None = None,
@@ -141,7 +151,8 @@ async def list_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_id: Id | None = None,
 ) -> list[AuditEvent]:
-    """Audit events, newest first; page back with ``before_id``."""
+    """Audit events, newest first; page back with ``before_id`` (keys not limited to places)."""
+    refuse_limited(principal, "the audit trail")
     async with hub.db.session() as session:
         events = await audit.list_events(
             session,

@@ -13,6 +13,7 @@ from alerts.escalation import list_steps, save_policy
 from alerts.workdays import WorkdayCalendar
 from hub.api.auth import ClockDep, Principal, require_roles
 from hub.api.deps import HubDep, Int64
+from hub.api.scope import PlacePaths, Scope
 from hub.db.cases import Case, EscalationPolicyRow
 from hub.errors import Forbidden
 from provisioning.places import get_place
@@ -110,7 +111,7 @@ async def case(ref: str, hub: HubDep, principal: Caller) -> dict[str, Any]:
         found = await get_case(session, ref)
         scopes = _scopes(principal)
         if scopes is not None and not any((found.place_path or "").startswith(p) for p in scopes):
-            raise Forbidden(f"case {found.code} is outside your places")
+            raise Forbidden(f"case {ref} is outside your places")
         events = await timeline(session, found.id)
         steps = await list_steps(session, found.id)
     line_fields = ("at", "kind", "from_state", "to_state", "actor", "channel", "reason", "note", "detail")
@@ -172,11 +173,18 @@ async def put_policy(
 
 
 @router.get("/escalation-policies")
-async def policies(hub: HubDep, _: Caller) -> list[dict[str, Any]]:
-    """Every stored policy (without any, the built-in urgent and ordinary steps apply)."""
+async def policies(hub: HubDep, principal: Caller) -> list[dict[str, Any]]:
+    """Stored policies (without any, the built-in steps apply); a limited key's: those that reach its places."""
+    scope, paths = Scope.of(principal), PlacePaths(hub)
     async with hub.db.session() as session:
-        rows = (await session.execute(select(EscalationPolicyRow).order_by(EscalationPolicyRow.id))).scalars()
-        return [
-            {"id": r.id, "name": r.name, "place_id": r.place_id, "category": r.category, "steps": r.steps}
-            for r in rows
-        ]
+        rows = (
+            (await session.execute(select(EscalationPolicyRow).order_by(EscalationPolicyRow.id)))
+            .scalars()
+            .all()
+        )
+    known = await paths.of_places(r.place_id for r in rows)
+    return [
+        {"id": r.id, "name": r.name, "place_id": r.place_id, "category": r.category, "steps": r.steps}
+        for r in rows
+        if r.place_id is None or scope.related(known.get(r.place_id))
+    ]

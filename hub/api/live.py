@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from hub.api.auth import Principal, require_roles
 from hub.api.deps import HubDep
+from hub.api.scope import PlacePaths, Scope
 
 __all__ = ["KEEPALIVE", "router"]
 
@@ -19,6 +21,8 @@ router = APIRouter(prefix="/api/v1", tags=["live"])
 Watcher = Annotated[Principal, Depends(require_roles("operator"))]
 # Proxies close idle streams; a comment line every so often keeps it open and notices gone clients.
 KEEPALIVE = 15.0
+# How long a limited stream trusts the place paths it looked up.
+PATHS_TTL = 60.0
 
 
 def _frame(event: dict[str, Any]) -> str:
@@ -31,9 +35,14 @@ def _frame(event: dict[str, Any]) -> str:
     responses={200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}},
 )
 async def events(hub: HubDep, principal: Watcher, request: Request) -> StreamingResponse:
-    """Every accepted reading and every device going offline, as they happen (text/event-stream)."""
+    """Every accepted reading and every device going offline, as they happen (text/event-stream).
+
+    A key limited to places sees the events of devices inside them only.
+    """
+    scope = Scope.of(principal)
 
     async def stream() -> AsyncIterator[str]:
+        paths, fresh_until = PlacePaths(hub), time.monotonic() + PATHS_TTL
         async with hub.ingest.bus.subscribe() as queue:
             yield "retry: 3000\n: connected\n\n"
             while not await request.is_disconnected():
@@ -42,6 +51,12 @@ async def events(hub: HubDep, principal: Watcher, request: Request) -> Streaming
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if scope.limited:
+                    if time.monotonic() > fresh_until:  # places move: look again now and then
+                        paths, fresh_until = PlacePaths(hub), time.monotonic() + PATHS_TTL
+                    serial = event.get("device") or event.get("serial")
+                    if not isinstance(serial, str) or not scope.inside(await paths.of_serial(serial)):
+                        continue
                 yield _frame(event)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -20,7 +20,9 @@ from hub.api.auth import (
     scope_clause,
 )
 from hub.api.deps import HubDep, Int64
+from hub.api.scope import Scope
 from hub.db.places import Place
+from hub.errors import InvalidInput
 from provisioning import placefile, places
 from provisioning.places import PlaceData
 
@@ -137,11 +139,22 @@ async def create_place(body: PlaceData, hub: HubDep, principal: Admin, clock: Cl
     },
 )
 async def export_places(
-    hub: HubDep, _: Exporter, format: FileFormat = "csv", root: str | None = None
+    hub: HubDep, principal: Exporter, format: FileFormat = "csv", root: str | None = None
 ) -> Response:
-    """The hierarchy (or one subtree) as a file the import accepts."""
+    """The hierarchy (or one subtree) as a file the import accepts; a limited key exports its own subtree."""
+    scope = Scope.of(principal)
     async with hub.db.session() as session:
-        top = await places.get_place(session, root, field="root") if root else None
+        if root is None and scope.paths is not None:
+            if len(scope.paths) != 1:
+                raise InvalidInput(
+                    "this key is limited to several places: give root, one of them", field="root"
+                )
+            top = await session.scalar(select(Place).where(Place.path == scope.paths[0]))
+            root = None if top is None else top.code
+        else:
+            top = await places.get_place(session, root, field="root") if root else None
+        if scope.limited and (top is None or not scope.inside(top.path)):
+            raise scope.refuse(f"place {root}")
         data = await placefile.export_places(session, format, root=top)
     name = f"places-{root or 'all'}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}

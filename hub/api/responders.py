@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.api.auth import ClockDep, Principal, require_roles
+from hub.api.auth import ClockDep, Principal, require_roles, scope_clause
 from hub.api.deps import HubDep, Id, Int64
+from hub.api.scope import Scope
 from hub.db.people import Responder
+from hub.db.places import Place
 from provisioning import responders
+from provisioning.places import get_place
 from provisioning.responders import ResponderData
 
 __all__ = ["router"]
@@ -46,10 +49,19 @@ class MatchOut(ResponderOut):
     on_duty: bool
 
 
-async def _out(session: AsyncSession, responder: Responder) -> dict[str, Any]:
+async def _out(session: AsyncSession, responder: Responder, scope: Scope | None = None) -> dict[str, Any]:
+    return (await _many(session, [responder], scope or Scope(None)))[0]
+
+
+async def _many(session: AsyncSession, rows: Sequence[Responder], scope: Scope) -> list[dict[str, Any]]:
+    """The responders as served; a limited key sees only the places inside or above its own."""
     fields = ("id", "name", "phone", "language", "role", "duty_hours", "active", "sms_opt_out", "updated_at")
-    codes = await responders.place_codes(session, responder.id)
-    return {f: getattr(responder, f) for f in fields} | {"places": codes}
+    refs = await responders.place_refs(session, [r.id for r in rows])
+    return [
+        {f: getattr(r, f) for f in fields}
+        | {"places": [code for code, path in refs.get(r.id, []) if scope.related(path)]}
+        for r in rows
+    ]
 
 
 @router.post("/responders", status_code=201, response_model=ResponderOut)
@@ -67,28 +79,36 @@ async def create_responder(
 @router.get("/responders", response_model=list[ResponderOut])
 async def list_responders(
     hub: HubDep,
-    _: Reader,
+    principal: Reader,
     *,
     role: str | None = None,
     active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     offset: Annotated[Int64, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    """Responders by id, optionally of one role or activity state."""
-    query = select(Responder).order_by(Responder.id).limit(limit).offset(offset)
-    if role is not None:
-        query = query.where(Responder.role == role)
-    if active is not None:
-        query = query.where(Responder.active.is_(active))
+    """Responders by id, optionally of one role or activity state; a limited key's: those assigned inside."""
     async with hub.db.session() as session:
-        return [await _out(session, r) for r in (await session.execute(query)).scalars()]
+        rows = await responders.list_responders(
+            session,
+            role=role,
+            active=active,
+            scope=scope_clause(principal, Place.path),
+            limit=limit,
+            offset=offset,
+        )
+        return await _many(session, rows, Scope.of(principal))
 
 
 @router.get("/responders/{responder_id}", response_model=ResponderOut)
-async def get_responder(responder_id: Id, hub: HubDep, _: Reader) -> dict[str, Any]:
-    """One responder."""
+async def get_responder(responder_id: Id, hub: HubDep, principal: Reader) -> dict[str, Any]:
+    """One responder (a limited key: one assigned inside its places)."""
+    scope = Scope.of(principal)
     async with hub.db.session() as session:
-        return await _out(session, await responders.get_responder(session, responder_id))
+        responder = await responders.get_responder(session, responder_id)
+        refs = (await responders.place_refs(session, [responder.id])).get(responder.id, [])
+        if scope.limited and not any(scope.inside(path) for _, path in refs):
+            raise scope.refuse(f"responder {responder_id}")
+        return await _out(session, responder, scope)
 
 
 @router.patch("/responders/{responder_id}", response_model=ResponderOut)
@@ -111,7 +131,7 @@ async def update_responder(
 async def responders_for_place(
     code: str,
     hub: HubDep,
-    _: Reader,
+    principal: Reader,
     clock: ClockDep,
     *,
     role: str | None = None,
@@ -119,15 +139,14 @@ async def responders_for_place(
 ) -> list[dict[str, Any]]:
     """Who answers for a place, nearest first (its building leader, then its grid worker, ...)."""
     now = clock()
+    scope = Scope.of(principal)
     async with hub.db.session() as session:
+        if not scope.inside((await get_place(session, code)).path):
+            raise scope.refuse(f"place {code}")
         matches = await responders.responders_for(session, code, role=role, at=now if on_duty else None)
-        out = []
-        for m in matches:
-            base = await _out(session, m.responder)
-            extra = {
-                "via": m.via.code,
-                "distance": m.distance,
-                "on_duty": responders.on_duty(m.responder, now),
-            }
-            out.append(base | extra)
-        return out
+        shown = await _many(session, [m.responder for m in matches], scope)
+        return [
+            base
+            | {"via": m.via.code, "distance": m.distance, "on_duty": responders.on_duty(m.responder, now)}
+            for base, m in zip(shown, matches, strict=True)
+        ]

@@ -11,6 +11,7 @@ from alerts import rulestore
 from drivers import DRIVERS
 from hub.api.auth import ClockDep, Principal, require_roles
 from hub.api.deps import HubDep, Id
+from hub.api.scope import PlacePaths, Scope
 from hub.db.cases import AlertRuleRow
 from hub.errors import HubError, InvalidInput
 
@@ -33,11 +34,23 @@ async def _reload(hub: Any) -> None:
         await service.reloader.reload()
 
 
+async def _visible(hub: Any, scope: Scope, row: AlertRuleRow, paths: PlacePaths) -> bool:
+    """A limited key reads rules for everywhere, for places above or inside its own, or for its devices."""
+    if not scope.limited:
+        return True
+    device = row.body.get("device")
+    if device is not None and not scope.inside(await paths.of_serial(str(device))):
+        return False
+    return row.body.get("place") is None or scope.related(str(row.body["place"]))
+
+
 @router.get("/rules")
-async def rules(hub: HubDep, _: Reader) -> list[dict[str, Any]]:
-    """Stored rules (the drivers' defaults apply under them)."""
+async def rules(hub: HubDep, principal: Reader) -> list[dict[str, Any]]:
+    """Stored rules (the drivers' defaults apply under them); a limited key's: those that reach its places."""
+    scope, paths = Scope.of(principal), PlacePaths(hub)
     async with hub.db.session() as session:
-        return [_out(r) for r in await rulestore.list_rules(session)]
+        rows = await rulestore.list_rules(session)
+    return [_out(r) for r in rows if await _visible(hub, scope, r, paths)]
 
 
 @router.post("/rules", status_code=201)
@@ -89,10 +102,14 @@ async def import_yaml(request: Request, hub: HubDep, principal: Admin, clock: Cl
 
 
 @router.get("/rules/{rule_id}")
-async def one(rule_id: Id, hub: HubDep, _: Reader) -> dict[str, Any]:
+async def one(rule_id: Id, hub: HubDep, principal: Reader) -> dict[str, Any]:
     """One stored rule."""
+    scope = Scope.of(principal)
     async with hub.db.session() as session:
-        return _out(await rulestore.get_rule(session, rule_id))
+        row = await rulestore.get_rule(session, rule_id)
+    if not await _visible(hub, scope, row, PlacePaths(hub)):
+        raise scope.refuse(f"rule {rule_id}")
+    return _out(row)
 
 
 @router.put("/rules/{rule_id}")

@@ -6,11 +6,10 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 
-from hub.api.auth import Principal, ensure_place_allowed, require_roles
+from hub.api.auth import Principal, require_roles
 from hub.api.deps import INSTANT_HELP, HubDep, Instant
-from hub.db.places import Place
+from hub.api.scope import PlacePaths, Scope
 from hub.errors import InvalidInput, NotFound
 from hub.ingest.directory import DeviceEntry
 
@@ -30,14 +29,13 @@ async def device_for(hub: Any, serial: str, principal: Principal) -> DeviceEntry
     entry: DeviceEntry | None = await hub.ingest.directory.lookup(serial)
     if entry is None:
         raise NotFound(f"no device with serial {serial!r}", field="serial")
-    if principal.place_ids is not None:
-        path = None
-        if entry.place_id is not None:
-            async with hub.db.session() as session:
-                path = await session.scalar(select(Place.path).where(Place.id == entry.place_id))
+    scope = Scope.of(principal)
+    if scope.limited:
+        path = await PlacePaths(hub).of_place(entry.place_id)
         if path is None:
             raise NotFound(f"no device with serial {serial!r}", field="serial")
-        ensure_place_allowed(principal, path)
+        if not scope.inside(path):
+            raise scope.refuse(f"device {serial!r}")
     return entry
 
 
@@ -103,6 +101,15 @@ async def dead_letters(
     device: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """The newest refused uplinks with their reason and raw bytes (base64), newest first."""
-    letters = hub.ingest.dead_letters.recent(limit, device)
-    return {"total": hub.ingest.dead_letters.total, "items": [letter.as_dict() for letter in letters]}
+    """The newest refused uplinks with their reason and raw bytes (base64), newest first; a limited key's own only."""
+    scope = Scope.of(principal)
+    if not scope.limited:
+        letters = hub.ingest.dead_letters.recent(limit, device)
+        return {"total": hub.ingest.dead_letters.total, "items": [letter.as_dict() for letter in letters]}
+    # A limited key sees the uplinks of devices in its places; one from an unknown device belongs to nobody's.
+    paths = PlacePaths(hub)
+    mine: list[dict[str, Any]] = []
+    for letter in hub.ingest.dead_letters.recent(len(hub.ingest.dead_letters), device):
+        if scope.inside(await paths.of_serial(letter.device)):
+            mine.append(letter.as_dict())
+    return {"total": len(mine), "items": mine[:limit]}

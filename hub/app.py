@@ -19,6 +19,7 @@ from hub.api.routes import include_routers
 from hub.config import Settings
 from hub.db import Database
 from hub.ingest.service import IngestService
+from hub.logmask import Masker
 
 if TYPE_CHECKING:
     from alerts.evaluator import RuleEvaluator
@@ -211,6 +212,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> FastAPI:
 
     app = FastAPI(title="IoT hub", version=__version__, lifespan=lifespan)
     app.state.hub = the_hub
+    app.state.masker = Masker.from_settings(settings)
     install_problem_handlers(app)
     include_routers(app)
     serve_problem_schema(app)

@@ -19,6 +19,7 @@ from hub.cli_mosquitto import mosquitto_app
 from hub.cli_simulate import simulate
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, HubError, StartupError
+from hub.logmask import Masker, install_mask, masked
 
 __all__ = ["app", "main"]
 
@@ -47,6 +48,8 @@ def _settings(env_file: Path, **overrides: object) -> Settings:
         # Their INFO lines are about their own internals, not the hub's work.
         for noisy in ("alembic", "transitions", "amqtt", "aiocoap"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Every record of every library passes the root handler: no secret reaches the log at any level.
+    install_mask(Masker.from_settings(settings))
     return settings
 
 
@@ -87,8 +90,9 @@ async def _serve(settings: Settings) -> None:
         for name, where in hub.listening.items():
             typer.echo(f"iothub: {name} on {where}")
         sys.stdout.flush()
+        # log_config=None: uvicorn's records go to the root handler too, through the secret mask.
         config = uvicorn.Config(
-            create_app(settings, hub), log_level="warning", lifespan="on", access_log=False
+            create_app(settings, hub), log_level="warning", lifespan="on", access_log=False, log_config=None
         )
         await uvicorn.Server(config).serve(sockets=[sock])
     finally:
@@ -136,10 +140,10 @@ def _run(coro_factory: object) -> None:
     except KeyboardInterrupt:
         pass
     except (ConfigError, StartupError) as exc:
-        typer.echo(f"iothub: error: {exc.message}", err=True)
+        typer.echo(f"iothub: error: {masked(exc.message)}", err=True)
         raise typer.Exit(2) from None
     except HubError as exc:
-        typer.echo(f"iothub: error: {exc.message}", err=True)
+        typer.echo(f"iothub: error: {masked(exc.message)}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -147,7 +151,7 @@ def _load(env_file: Path, **overrides: object) -> Settings:
     try:
         return _settings(env_file, **overrides)
     except ConfigError as exc:
-        typer.echo(f"iothub: error: {exc.message}", err=True)
+        typer.echo(f"iothub: error: {masked(exc.message)}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -187,9 +191,10 @@ def db_upgrade(env_file: EnvFile = Path(".env"), revision: str = "head") -> None
 
 @config_app.command("show")
 def config_show(env_file: EnvFile = Path(".env")) -> None:
-    """Print the effective settings, secrets masked."""
+    """Print the effective settings, secrets masked (also passwords inside URLs)."""
     settings = _load(env_file)
-    typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    shown = Masker.from_settings(settings).walk(settings.model_dump(mode="json"))
+    typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
 
 @app.command()

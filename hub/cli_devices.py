@@ -16,6 +16,7 @@ from hub.config import Settings
 from hub.db import Database
 from hub.db.devices import Device
 from hub.errors import InvalidInput, NotFound
+from hub.logmask import masked
 from provisioning import bulk, claims, devices, enroll, testmode
 from provisioning.credentials import CredentialEvents, CredentialStore, SecretBox
 
@@ -65,7 +66,7 @@ def _read_csv(file: Path) -> str:
     try:
         text, _notes = bulk.decode_csv(file.read_bytes())
     except (OSError, InvalidInput) as exc:
-        typer.echo(f"iothub: error: {file}: {getattr(exc, 'message', exc)}", err=True)
+        typer.echo(f"iothub: error: {file}: {masked(str(getattr(exc, 'message', exc)))}", err=True)
         raise typer.Exit(1) from None
     return text
 

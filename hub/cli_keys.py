@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.config import load_settings
 from hub.db import Database
 from hub.errors import ConfigError, HubError
+from hub.logmask import masked
 from provisioning import apikeys
 
 __all__ = ["keys_app"]
@@ -45,10 +46,10 @@ def _in_session(env_file: Path, work: Callable[[AsyncSession], Awaitable[T]]) ->
     try:
         return asyncio.run(run())
     except ConfigError as exc:
-        typer.echo(f"iothub: error: {exc.message}", err=True)
+        typer.echo(f"iothub: error: {masked(exc.message)}", err=True)
         raise typer.Exit(2) from None
     except HubError as exc:
-        typer.echo(f"iothub: error: {exc.message}", err=True)
+        typer.echo(f"iothub: error: {masked(exc.message)}", err=True)
         raise typer.Exit(1) from None
 
 

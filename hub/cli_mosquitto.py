@@ -12,6 +12,7 @@ import typer
 from hub.config import load_settings
 from hub.db import Database
 from hub.errors import ConfigError, HubError
+from hub.logmask import masked
 from provisioning.credentials import CredentialEvents, CredentialStore, SecretBox
 from provisioning.mosquitto_export import ExportResult, export_mosquitto
 
@@ -64,10 +65,10 @@ def export(
     try:
         result = asyncio.run(run())
     except ConfigError as exc:
-        typer.echo(f"iothub: error: {exc.message}", err=True)
+        typer.echo(f"iothub: error: {masked(exc.message)}", err=True)
         raise typer.Exit(2) from None
     except (HubError, OSError) as exc:
-        typer.echo(f"iothub: error: {exc}", err=True)
+        typer.echo(f"iothub: error: {masked(str(exc))}", err=True)
         raise typer.Exit(1) from None
     for serial, password in result.issued.items():
         typer.echo(f"{serial}\t{password}")

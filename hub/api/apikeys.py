@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.api.auth import ClockDep, CurrentPrincipal, Principal, require_roles
 from hub.api.deps import HubDep, Id
 from hub.api.scope import refuse_limited
-from hub.db.base import AuditEvent
 from hub.db.people import ApiKey
+from hub.logmask import Masker
 from provisioning import apikeys, audit
 
 __all__ = ["router"]
@@ -150,8 +150,9 @@ async def list_audit(
     actor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_id: Id | None = None,
-) -> list[AuditEvent]:
-    """Audit events, newest first; page back with ``before_id`` (keys not limited to places)."""
+    request: Request,
+) -> list[dict[str, Any]]:
+    """Audit events, newest first; page back with ``before_id`` (keys not limited to places; secrets masked)."""
     refuse_limited(principal, "the audit trail")
     async with hub.db.session() as session:
         events = await audit.list_events(
@@ -162,4 +163,5 @@ async def list_audit(
             limit=limit,
             before_id=before_id,
         )
-    return list(events)
+    masker: Masker = getattr(request.app.state, "masker", None) or Masker()
+    return [AuditOut.model_validate(e).model_dump() | {"detail": masker.walk(e.detail)} for e in events]

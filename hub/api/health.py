@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from hub.api.deps import HubDep
+from hub.logmask import Masker
 
 __all__ = ["router"]
 
@@ -24,15 +25,16 @@ async def healthz() -> dict[str, str]:
         503: {"description": "a component is not ready (the same body)", "content": {"application/json": {}}}
     },
 )
-async def readyz(hub: HubDep) -> JSONResponse:
-    """Every component with its state; 503 when one is not ready."""
+async def readyz(hub: HubDep, request: Request) -> JSONResponse:
+    """Every component with its state; 503 when one is not ready (reasons pass the secret mask)."""
+    masker: Masker = getattr(request.app.state, "masker", None) or Masker()
     results = await hub.lifecycle.health()
     for result in results:
         hub.metrics.component_up.labels(result.name).set(1 if result.ok else 0)
     ready = all(r.ok for r in results)
     body = {
         "status": "ready" if ready else "not ready",
-        "components": {r.name: {"ok": r.ok, "detail": r.detail} for r in results},
+        "components": {r.name: {"ok": r.ok, "detail": masker(r.detail)} for r in results},
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import HubError
+from hub.logmask import Masker
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -27,8 +28,9 @@ _DATA_ERRORS = {
 
 
 def problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
-    """A problem+json response."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    """A problem+json response; the detail passes the app's secret mask (a peer's error may quote a URL)."""
+    masker: Masker = getattr(request.app.state, "masker", None) or Masker()
+    body = {"type": "about:blank", "title": title, "status": status, "detail": masker(detail)}
     body["instance"] = request.url.path
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)

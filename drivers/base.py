@@ -31,6 +31,7 @@ MetricType = Literal["float", "int", "bool", "str"]
 Parts = tuple[int | None, float | None, dict[str, Value], tuple[str, ...], bool | None]
 
 MAX_PAYLOAD = 64 * 1024
+_EVENT_BYTE = 11  # offset of the event bits in every frame header (drivers/frame.py)
 _CONTENT_FORMATS: Mapping[int, Format] = {50: "json", 60: "cbor", 42: "binary"}
 
 
@@ -62,13 +63,18 @@ class MetricSpec:
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    """A normalized event name with the case category it opens and whether a person caused it."""
+    """A normalized event name with the case category it opens and whether a person caused it.
+
+    ``alarm`` marks an alarm or emergency (fire, panic, fall, SOS, forced entry): an uplink carrying it
+    that the hub refuses for any reason is shown to the command center as ``alarm_refused``.
+    """
 
     name: str
     severity: Severity
     category: str
     activity: bool
     description: str = ""
+    alarm: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,9 @@ class Driver:
     refine: Callable[[dict[str, Value], tuple[str, ...]], tuple[str, ...]] | None = None
     activity_metrics: tuple[str, ...] = ()
     formats: tuple[Format, ...] = ("json", "cbor", "binary")
+    # The names of the frame's event bits, bit 0 first: how alarm_hint reads a frame that failed to decode.
+    frame_events: tuple[str, ...] = ()
+    alarm_events: frozenset[str] = field(init=False, repr=False, compare=False)
     _activity_events: frozenset[str] = field(init=False, repr=False, compare=False)
     _schema: dict[str, codec.Rule] = field(init=False, repr=False, compare=False)
 
@@ -130,6 +139,8 @@ class Driver:
             raise InvalidInput(f"driver {self.kind}: " + "; ".join(problems), field="default_rules")
         active = frozenset(name for name, spec in self.events.items() if spec.activity)
         object.__setattr__(self, "_activity_events", active)
+        alarms = frozenset(name for name, spec in self.events.items() if spec.alarm)
+        object.__setattr__(self, "alarm_events", alarms)
         object.__setattr__(self, "_schema", codec.schema(self.metrics))
 
     def decode(self, payload: bytes, meta: DecodeMeta | None = None) -> Reading:
@@ -149,6 +160,32 @@ class Driver:
         else:
             raise DecodeError("unknown_format", f"unknown format {fmt!r}")
         return self._reading(parts)
+
+    def alarm_hint(self, payload: bytes) -> tuple[str, ...]:
+        """The alarm events a payload that failed to decode seems to carry (best effort; never raises).
+
+        Read from the object's ``ev`` list, or from a frame's event byte whatever its CRC or body: enough
+        to tell the command center that a device tried to raise an alarm, not to open a case.
+        """
+        if not self.alarm_events or not payload or len(payload) > MAX_PAYLOAD:
+            return ()
+        names: list[str] = []
+        if payload[0] == self.magic:
+            if len(payload) > _EVENT_BYTE:
+                mask = payload[_EVENT_BYTE]
+                names = [name for bit, name in enumerate(self.frame_events) if mask >> bit & 1]
+        else:
+            try:
+                fmt = codec.sniff(payload)
+                if fmt == "binary":
+                    return ()  # another kind's frame
+                obj = codec.load_json(payload) if fmt == "json" else codec.load_cbor(payload)
+            except DecodeError:
+                return ()
+            listed = obj.get("ev") if isinstance(obj, dict) else None
+            if isinstance(listed, list):
+                names = [name for name in listed if isinstance(name, str)]
+        return tuple(name for name in dict.fromkeys(names) if name in self.alarm_events)
 
     def _reading(self, parts: Parts) -> Reading:
         seq, ts, metrics, events, heartbeat = parts

@@ -25,10 +25,10 @@ METRICS: dict[str, MetricSpec] = {
 SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = by_name(
-    EventSpec("sos", "critical", "sos", True, "the wearer pressed the SOS key"),
+    EventSpec("sos", "critical", "sos", True, "the wearer pressed the SOS key", alarm=True),
     EventSpec("recording_started", "info", "activity", True, "recording started"),
     EventSpec("recording_stopped", "info", "activity", True, "recording stopped"),
-    EventSpec("fall", "critical", "fall", False, "free fall and impact, then stillness"),
+    EventSpec("fall", "critical", "fall", False, "free fall and impact, then stillness", alarm=True),
     EventSpec("camera_covered", "major", "tamper", False, "the lens has been dark while recording"),
 )
 
@@ -134,6 +134,7 @@ DRIVER = Driver(
     decode_frame=decode_frame,
     encode_frame=encode_frame,
     magic=FRAME.magic,
+    frame_events=EVENT_BITS.names,
     refine=refine,
     activity_metrics=("moving",),
 )

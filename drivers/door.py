@@ -37,7 +37,9 @@ EVENTS: dict[str, EventSpec] = by_name(
     EventSpec("opened", "info", "activity", True, "the door opened"),
     EventSpec("closed", "info", "activity", True, "the door closed"),
     EventSpec("tamper", "major", "tamper", False, "cover removed or magnet tampered with"),
-    EventSpec("forced", "critical", "intrusion", True, "opened while locked, without a prior unlock"),
+    EventSpec(
+        "forced", "critical", "intrusion", True, "opened while locked, without a prior unlock", alarm=True
+    ),
 )
 
 COMMANDS: dict[str, CommandSpec] = by_name(
@@ -123,5 +125,6 @@ DRIVER = Driver(
     decode_frame=decode_frame,
     encode_frame=encode_frame,
     magic=FRAME.magic,
+    frame_events=EVENT_BITS.names,
     refine=refine,
 )

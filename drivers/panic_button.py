@@ -21,10 +21,10 @@ METRICS: dict[str, MetricSpec] = {
 SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = by_name(
-    EventSpec("pressed_single", "major", "panic", True, "one press: a call for help"),
+    EventSpec("pressed_single", "major", "panic", True, "one press: a call for help", alarm=True),
     EventSpec("pressed_double", "info", "activity", True, "two presses: a check-in, 'I am fine'"),
-    EventSpec("pressed_long", "critical", "panic", True, "held for 3 s: emergency"),
-    EventSpec("fall_detected", "critical", "fall", False, "the pendant detected a fall"),
+    EventSpec("pressed_long", "critical", "panic", True, "held for 3 s: emergency", alarm=True),
+    EventSpec("fall_detected", "critical", "fall", False, "the pendant detected a fall", alarm=True),
     EventSpec("low_battery", "minor", "battery", False, "the device's own low-battery warning"),
 )
 
@@ -105,5 +105,6 @@ DRIVER = Driver(
     decode_frame=decode_frame,
     encode_frame=encode_frame,
     magic=FRAME.magic,
+    frame_events=EVENT_BITS.names,
     activity_metrics=("moving",),
 )

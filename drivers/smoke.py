@@ -22,7 +22,7 @@ METRICS: dict[str, MetricSpec] = {
 SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = by_name(
-    EventSpec("alarm", "critical", "fire", False, "smoke above the alarm threshold"),
+    EventSpec("alarm", "critical", "fire", False, "smoke above the alarm threshold", alarm=True),
     EventSpec("alarm_cleared", "info", "fire", False, "smoke back below the threshold"),
     EventSpec("test_button", "info", "test", True, "someone pressed the test button"),
     EventSpec("tamper", "major", "tamper", False, "removed from its base or opened"),
@@ -107,4 +107,5 @@ DRIVER = Driver(
     decode_frame=decode_frame,
     encode_frame=encode_frame,
     magic=FRAME.magic,
+    frame_events=EVENT_BITS.names,
 )

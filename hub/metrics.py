@@ -23,6 +23,12 @@ class HubMetrics:
         self.ingest_rejected = Counter(
             "iothub_ingest_rejected", "Uplinks refused, by reason", ["transport", "reason"], registry=r
         )
+        self.ingest_alarms_refused = Counter(
+            "iothub_ingest_alarms_refused",
+            "Refused uplinks that carried an alarm or emergency event, by reason",
+            ["transport", "kind", "reason"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "iothub_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
         )

@@ -181,7 +181,7 @@ class ExternalMqtt:
             if entry is None and self.ingest.directory.may_exist(parsed.serial):
                 return False
         try:
-            self._handle(topic, payload, parsed, entry)
+            self._handle(topic, payload, parsed, entry, retain)
         except Exception:
             # One bad message must not end the connection.
             log.exception("MQTT ingest failed on %s", topic[:200])
@@ -198,7 +198,7 @@ class ExternalMqtt:
             except Exception:
                 log.exception("registry lookup failed for %s", parsed.serial)
         try:
-            self._handle(topic, payload, parsed, entry)
+            self._handle(topic, payload, parsed, entry, retain)
         except Exception:
             log.exception("MQTT ingest failed on %s", topic[:200])
 
@@ -214,7 +214,12 @@ class ExternalMqtt:
         return store.drained_to(self.high_water // 2)
 
     def _handle(
-        self, topic: str, payload: bytes, parsed: DeviceTopic | None, entry: DeviceEntry | None
+        self,
+        topic: str,
+        payload: bytes,
+        parsed: DeviceTopic | None,
+        entry: DeviceEntry | None,
+        retain: bool = False,
     ) -> None:
         self.received += 1
         pipeline = self.ingest.pipeline
@@ -228,9 +233,10 @@ class ExternalMqtt:
             return
         if not entry.accepting:
             detail = f"credentials revoked or device {entry.state}"
-            pipeline.refuse(TRANSPORT, parsed.serial, "revoked", detail, payload)
+            pipeline.refuse(TRANSPORT, parsed.serial, "revoked", detail, payload, entry=entry)
             return
-        self.gate.deliver(entry, parsed, payload)
+        # A retained message reaches the hub at (re)subscribe: an old birth, not a device connecting now.
+        self.gate.deliver(entry, parsed, payload, retained=retain)
 
     async def _publish(self, topic: str, payload: bytes, qos: int) -> None:
         connection = self._connection

@@ -139,8 +139,12 @@ class HubBroker(Broker):  # type: ignore[misc]
         topic = message.topic
         if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
             return False  # a protocol violation: amqtt closes the connection too
+        packet = message.publish_packet
+        redelivery = bool(packet is not None and packet.dup_flag)
         try:
-            self.gate.publish_from(client_session.username or "", topic, bytes(message.data))
+            self.gate.publish_from(
+                client_session.username or "", topic, bytes(message.data), redelivery=redelivery
+            )
         except Exception:
             log.exception("MQTT ingest failed on %s from %s", topic, client_session.client_id)
         return True

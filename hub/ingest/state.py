@@ -81,9 +81,15 @@ class DeviceStates:
             status = self._live[device_id] = LiveStatus(device_id)
         return status
 
-    def seq_ok(self, device_id: int, seq: int) -> bool:
-        """False when ``seq`` replays one this device sent before."""
-        return self._status(device_id).seq.accept(seq)
+    def seq_ok(self, device_id: int, seq: int, payload: bytes = b"", *, redelivery: bool = False) -> bool:
+        """False when ``seq`` repeats one this device sent before in its current session."""
+        return self._status(device_id).seq.accept(seq, payload, redelivery=redelivery)
+
+    def begin_session(self, device_id: int) -> None:
+        """A transport saw the device begin a new session: its counter may start again (hub/ingest/replay.py)."""
+        status = self._live.get(device_id)
+        if status is not None:
+            status.seq.begin_session()
 
     def touch(self, device_id: int, reading: Reading, now: float) -> bool:
         """Record an accepted reading; returns True when the device was offline before."""

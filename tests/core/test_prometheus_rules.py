@@ -28,6 +28,7 @@ async def test_every_alert_uses_an_exported_metric(tmp_path: Path) -> None:
     try:
         # Make the labelled series exist, as traffic and /readyz would.
         hub.metrics.ingest_rejected.labels("mqtt", "bad_json").inc()
+        hub.metrics.ingest_alarms_refused.labels("mqtt", "smoke", "replayed").inc()
         hub.metrics.ingest_messages.labels("mqtt", "smoke").inc()
         hub.metrics.component_up.labels("database").set(1)
         hub.metrics.rules_last_tick.set(1.0)

@@ -174,3 +174,28 @@ async def test_a_retained_birth_at_resubscribe_begins_no_session(
             assert accepted(rig.metrics) == 11
         finally:
             await hub.stop()
+
+
+async def test_a_revoked_devices_alarm_through_mosquitto_is_shown(
+    db: Database, tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    """The broker still lets a revoked device in (its password file is the operator's): the hub refuses, visibly."""
+    async with rig_with(db, tmp_path, "X-1") as rig:
+        await rig.revoke("X-1")
+        hub = hub_client(rig, mosquitto)
+        await hub.start()
+        try:
+            await eventually(hub.connected.is_set, "the hub subscribed")
+            async with rig.ingest.bus.subscribe() as live:
+                await mosquitto_pub(mosquitto.port, "X-1", "devices/X-1/up", frame(0, alarm=True, fmt="json"))
+                await eventually(lambda: alarm_refused(rig, "revoked") == 1, "the revoked device's alarm")
+                event = live.get_nowait()
+            assert (event["type"], event["device"], event["reason"], event["events"]) == (
+                "alarm_refused",
+                "X-1",
+                "revoked",
+                ["alarm"],
+            )
+            assert event["decoded"] is False
+        finally:
+            await hub.stop()

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from hub.api.auth import Principal, require_roles
 from hub.api.deps import HubDep
+from hub.ingest.events import CLOSING
 
 __all__ = ["KEEPALIVE", "router"]
 
@@ -39,6 +40,8 @@ async def events(hub: HubDep, principal: Watcher, request: Request) -> Streaming
                     yield ": keep-alive\n\n"
                     continue
                 yield _frame(event)
+                if event is CLOSING:
+                    return
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

@@ -3,7 +3,7 @@
 A session is one run of the device's counter. It begins when the device boots (its counter starts again at 0)
 or when a transport tells the hub that the device began a new session (an MQTT CONNECT or birth message, a
 DTLS handshake, a new OSCORE context). Inside a session a number is taken once; across sessions the counter
-may start again. docs/devices.md ("Sequence numbers and sessions") is the firmware side of this rule.
+may start again. docs/devices.md ("Sequence numbers, sessions and the clock") is the firmware side of this rule.
 """
 
 from __future__ import annotations

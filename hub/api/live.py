@@ -1,4 +1,4 @@
-"""The live event stream for the command center: Server-Sent Events of readings and offline devices."""
+"""The live event stream for the command center: Server-Sent Events of readings, offline devices, refused alarms."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _frame(event: dict[str, Any]) -> str:
 
 @router.get("/events")
 async def events(hub: HubDep, principal: Watcher, request: Request) -> StreamingResponse:
-    """Every accepted reading and every device going offline, as they happen (text/event-stream)."""
+    """Every accepted reading, device going offline and refused alarm, as they happen (text/event-stream)."""
 
     async def stream() -> AsyncIterator[str]:
         async with hub.ingest.bus.subscribe() as queue:

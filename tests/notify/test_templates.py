@@ -104,3 +104,17 @@ def test_limit_arithmetic() -> None:
     assert is_urgent("case_alert", {"category": "panic", "severity": "minor"}, policy)
     assert not is_urgent("case_alert", {"category": "battery", "severity": "minor"}, policy)
     assert not is_urgent("test_confirmation", {"category": "fire", "severity": "critical"}, policy)
+
+
+def test_the_case_description_is_in_the_readers_language() -> None:
+    facts = FACTS | {"summary": {"zh-CN": "紧急按钮长按求助", "en": "Panic button held"}, "category": "panic"}
+    zh = render_sms([MessageFacts("case_alert", "zh-CN", "C-1", facts)])
+    en = render_sms([MessageFacts("case_alert", "en", "C-1", facts)])
+    assert "紧急按钮长按求助" in zh and "Panic button held" not in zh
+    assert "Panic button held" in en and "紧急按钮长按求助" not in en
+    zh_said, _ = render_voice(MessageFacts("case_alert", "zh-CN", "C-1", facts), None)
+    en_said, en_twiml = render_voice(MessageFacts("case_alert", "en", "C-1", facts), None)
+    assert "紧急按钮长按求助" in zh_said and "Panic button held" in en_said and "Panic button held" in en_twiml
+    # A stored row of an older hub (one string) still reads.
+    old = render_sms([MessageFacts("case_alert", "en", "C-1", FACTS)])
+    assert "烟感报警" in old

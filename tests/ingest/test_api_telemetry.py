@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import re
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,7 +142,9 @@ def test_auth_roles_and_places(client: tuple[TestClient, dict[str, str], ManualC
     assert unknown.status_code == 404 and unknown.json()["title"] == "not_found"
 
 
-def test_a_refusal_names_the_place_by_its_code(client: tuple[TestClient, dict[str, str], ManualClock]) -> None:
+def test_a_refusal_names_the_place_by_its_code(
+    client: tuple[TestClient, dict[str, str], ManualClock],
+) -> None:
     http, keys, _clock = client
     for url in ("/api/v1/devices/SM-1/status", "/api/v1/devices/SM-1/telemetry?metric=battery"):
         refused = http.get(url, headers=auth(keys["responder"]))

@@ -54,7 +54,9 @@ async def test_neighbours_pressing_at_once_are_two_cases_both_called_in_words(lo
     cases = await _cases(loop, "panic", 2)
     assert len(cases) == 2 and {c.household_id for c in cases} == {loop.town.ids["U1"], loop.town.ids["U2"]}
     for case in cases:
-        sms = await loop.sent(lambda r, c=case: r.case_id == c.id and r.channel == "sms", f"SMS of {case.code}")
+        sms = await loop.sent(
+            lambda r, c=case: r.case_id == c.id and r.channel == "sms", f"SMS of {case.code}"
+        )
         assert sms.phone == leader
     rows = [r for r in await loop.rows() if r.kind == "case_alert"]
     assert sorted(r.case_id for r in rows) == sorted(c.id for c in cases)

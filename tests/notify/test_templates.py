@@ -114,7 +114,16 @@ def test_the_case_description_is_in_the_readers_language() -> None:
     assert "Panic button held" in en and "紧急按钮长按求助" not in en
     zh_said, _ = render_voice(MessageFacts("case_alert", "zh-CN", "C-1", facts), None)
     en_said, en_twiml = render_voice(MessageFacts("case_alert", "en", "C-1", facts), None)
-    assert "紧急按钮长按求助" in zh_said and "Panic button held" in en_said and "Panic button held" in en_twiml
+    assert (
+        "紧急按钮长按求助" in zh_said and "Panic button held" in en_said and "Panic button held" in en_twiml
+    )
+    # In a bundle each case says what happened, in the reader's language.
+    other = facts | {"summary": {"zh-CN": "烟感报警", "en": "Smoke alarm"}, "category": "fire"}
+    rows = [MessageFacts("case_alert", "en", "C-1", facts), MessageFacts("case_alert", "en", "C-2", other)]
+    bundle = render_sms(rows)
+    assert "C-1 Panic button held" in bundle and "C-2 Smoke alarm" in bundle and "烟" not in bundle
+    zh_rows = [MessageFacts("case_alert", "zh-CN", m.case_code, m.facts) for m in rows]
+    assert "C-1 紧急按钮长按求助" in render_sms(zh_rows)
     # A stored row of an older hub (one string) still reads.
     old = render_sms([MessageFacts("case_alert", "en", "C-1", FACTS)])
     assert "烟感报警" in old

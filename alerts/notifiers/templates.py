@@ -123,7 +123,12 @@ def _fields(m: MessageFacts) -> dict[str, str]:
     category = str(f.get("category", ""))
     severity = str(f.get("severity", "minor"))
     said = _in_language(f.get("summary"), m.language)
-    summary = ("\n" if m.kind != "voice" else "") + said if said else ""
+    if not said:
+        summary = ""
+    elif m.kind == "voice":  # a sentence of its own before "press 1"
+        summary = said.rstrip("。.!！ ") + ("。" if i == 0 else ". ")
+    else:
+        summary = "\n" + said
     cat = category_name(category, m.language)
     return {
         "code": m.case_code or "",

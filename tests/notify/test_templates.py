@@ -114,9 +114,9 @@ def test_the_case_description_is_in_the_readers_language() -> None:
     assert "Panic button held" in en and "紧急按钮长按求助" not in en
     zh_said, _ = render_voice(MessageFacts("case_alert", "zh-CN", "C-1", facts), None)
     en_said, en_twiml = render_voice(MessageFacts("case_alert", "en", "C-1", facts), None)
-    assert (
-        "紧急按钮长按求助" in zh_said and "Panic button held" in en_said and "Panic button held" in en_twiml
-    )
+    # The description is a sentence of its own before what to press.
+    assert "紧急按钮长按求助。接受请按1" in zh_said and "Panic button held. Press 1" in en_said
+    assert "Panic button held. Press 1" in en_twiml
     # In a bundle each case says what happened, in the reader's language.
     other = facts | {"summary": {"zh-CN": "烟感报警", "en": "Smoke alarm"}, "category": "fire"}
     rows = [MessageFacts("case_alert", "en", "C-1", facts), MessageFacts("case_alert", "en", "C-2", other)]

@@ -149,7 +149,8 @@ class Conditions:
             kind=device.kind,
             place_id=device.place_id,
             value=value,
-            summary=rule.description,
+            text=rule.text,
+            correlate=rule.correlate,
         )
         if keep:
             self.firing[(rule.name, device.id)] = alert

@@ -157,7 +157,8 @@ class HouseholdWatch:
                 place_id=place_id,
                 household=place_id,
                 value=home.since,
-                summary=rule.description or f"no activity in household {place_id} since {home.since:.0f}",
+                text=rule.text,
+                correlate=rule.correlate,
             )
             home.firing[name] = alert
             self._emit(alert)

@@ -10,8 +10,10 @@ from drivers import codec, commands, rules
 from hub.errors import DecodeError, InvalidInput
 
 __all__ = [
+    "LANGUAGES",
     "MAX_PAYLOAD",
     "CommandSpec",
+    "Correlate",
     "DecodeMeta",
     "Driver",
     "EventSpec",
@@ -20,6 +22,7 @@ __all__ = [
     "ParamSpec",
     "Parts",
     "Reading",
+    "Text",
     "Value",
 ]
 
@@ -27,6 +30,11 @@ Value = float | int | bool | str
 Format = Literal["auto", "json", "cbor", "binary"]
 Severity = Literal["critical", "major", "minor", "info"]
 MetricType = Literal["float", "int", "bool", "str"]
+# Whether alerts of one building fold into one case ("building": a hazard it shares, such as a fire) or each
+# device's or household's alert is its own case ("none": one person's emergency).
+Correlate = Literal["building", "none"]
+# The languages the hub speaks to people in (a responder's ``language``).
+LANGUAGES = ("zh-CN", "en")
 # (seq, ts, metrics, events, heartbeat or None when the payload did not say)
 Parts = tuple[int | None, float | None, dict[str, Value], tuple[str, ...], bool | None]
 
@@ -49,6 +57,31 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class Text:
+    """What people read, in each language the hub speaks."""
+
+    zh_cn: str
+    en: str
+
+    @classmethod
+    def of(cls, texts: Mapping[str, str]) -> Text:
+        """From a ``{"zh-CN": …, "en": …}`` mapping; InvalidInput unless both are there and non-empty."""
+        if set(texts) != set(LANGUAGES) or not all(isinstance(v, str) and v.strip() for v in texts.values()):
+            raise InvalidInput(
+                f"a text needs exactly {' and '.join(LANGUAGES)}, each non-empty", field="text"
+            )
+        return cls(texts["zh-CN"], texts["en"])
+
+    def get(self, language: str) -> str:
+        """The text in ``language`` (zh-CN unless it is en)."""
+        return self.en if language == "en" else self.zh_cn
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"zh-CN": …, "en": …}``, as stored and sent."""
+        return {"zh-CN": self.zh_cn, "en": self.en}
+
+
+@dataclass(frozen=True, slots=True)
 class MetricSpec:
     """A measured value: unit, type and the range a device may report."""
 
@@ -59,11 +92,13 @@ class MetricSpec:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     description: str = ""
+    # Its name for people, as in "温度 > 57 °C" (a threshold rule's text is made from it).
+    text: Text | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    """A normalized event name with the case category it opens and whether a person caused it.
+    """A normalized event: its case category, whether a person caused it, its text, and who shares it.
 
     ``alarm`` marks an alarm or emergency (fire, panic, fall, SOS, forced entry): an uplink carrying it
     that the hub refuses for any reason is shown to the command center as ``alarm_refused``.
@@ -74,7 +109,9 @@ class EventSpec:
     category: str
     activity: bool
     description: str = ""
-    alarm: bool = False
+    text: Text = field(kw_only=True)
+    correlate: Correlate = field(kw_only=True)
+    alarm: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

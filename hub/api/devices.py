@@ -74,8 +74,7 @@ async def allowed_device(
     """The device, if the principal may act on it (403 outside its places); with its household code."""
     device = await devices.get_device(session, device_id)
     if device.place_id is None:
-        if principal.place_ids is not None:
-            ensure_place_allowed(principal, "/")
+        ensure_place_allowed(principal, None)
         return device, None
     place = await session.get(Place, device.place_id)
     assert place is not None

@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 
 from hub.api.auth import Principal, ensure_place_allowed, require_roles
 from hub.api.deps import HubDep
@@ -29,13 +28,13 @@ async def device_for(hub: Any, serial: str, principal: Principal) -> DeviceEntry
     if entry is None:
         raise NotFound(f"no device with serial {serial!r}", field="serial")
     if principal.place_ids is not None:
-        path = None
+        place = None
         if entry.place_id is not None:
             async with hub.db.session() as session:
-                path = await session.scalar(select(Place.path).where(Place.id == entry.place_id))
-        if path is None:
+                place = await session.get(Place, entry.place_id)
+        if place is None:
             raise NotFound(f"no device with serial {serial!r}", field="serial")
-        ensure_place_allowed(principal, path)
+        ensure_place_allowed(principal, place)
     return entry
 
 

@@ -56,6 +56,8 @@ class Case(Base):
     household_id: Mapped[int | None] = mapped_column(ForeignKey("places.id", ondelete="RESTRICT"))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), index=True)
     summary: Mapped[str] = mapped_column(Text, default="")
+    # The summary in each language people read, {"zh-CN": …, "en": …} (None: only ``summary``, as typed).
+    summary_texts: Mapped[dict[str, str] | None] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(Text, default="")
     reporter_phone: Mapped[str | None] = mapped_column(String(16))
     alert_count: Mapped[int] = mapped_column(Integer, default=0)

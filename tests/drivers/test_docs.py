@@ -52,3 +52,12 @@ def test_the_alarm_events_table_matches_the_drivers() -> None:
         row = re.search(rf"^\| {driver.kind} \| (.*) \|$", table, re.M)
         assert row is not None, driver.kind
         assert set(re.findall(r"`([a-z_]+)`", row.group(1))) == driver.alarm_events
+
+
+def test_every_events_text_and_correlation_are_documented() -> None:
+    for driver in ALL:
+        section = DOC.split(f"### {driver.kind} ", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        for event in driver.events.values():
+            row = next(line for line in section.splitlines() if line.startswith(f"| `{event.name}` |"))
+            assert f"| {event.correlate} |" in row, row
+            assert f"| {event.text.zh_cn} / {event.text.en} |" in row, row

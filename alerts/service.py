@@ -52,7 +52,7 @@ class CaseService:
     ) -> None:
         from alerts.scheduler import EscalationScheduler
 
-        self.db, self.queue, self.clock = db, queue, clock
+        self.db, self.queue, self.clock, self.config = db, queue, clock, cfg
         # Places, responders and policies in memory for the alert path (see alerts/directory.py).
         self.directory = Directory(db)
         self.scheduler = EscalationScheduler(db, notifier, cfg, clock, directory=self.directory)

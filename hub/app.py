@@ -175,8 +175,9 @@ def _case_side(
 
     engine = evaluator.engine
     outbox = build_outbox(db, settings, clock=clock, registry=metrics.registry, lane=lane)
-    # Years the holiday data does not cover yet are counted Mon-Fri, with one warning each (docs/sla.md).
-    config = CaseConfig(calendar=WorkdayCalendar.load(fallback_weekends=True))
+    # Years without a State Council notice on file are estimated from the holidays library; /readyz says when.
+    notices = settings.alerts
+    config = CaseConfig(calendar=WorkdayCalendar.load(*notices.workday_notices, zone=notices.timezone))
 
     cases = CaseService(
         db,

@@ -37,6 +37,13 @@ class HubMetrics:
             "iothub_rules_last_tick_timestamp_seconds", "When the rule engine last ticked", registry=r
         )
 
+        self.workday_notice_missing = Gauge(
+            "iothub_workday_notice_missing",
+            "1 for a year whose working-day deadlines are estimated now (no State Council notice on file)",
+            ["year"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)

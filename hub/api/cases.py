@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy import select
 
-from alerts.casestore import CaseConfig, CaseFilter, get_case, list_cases, timeline
+from alerts.casestore import CaseFilter, get_case, list_cases, timeline
 from alerts.desk import CaseDesk, Intake
 from alerts.escalation import list_steps, save_policy
-from alerts.workdays import WorkdayCalendar
 from hub.api.auth import ClockDep, Principal, require_roles
 from hub.api.deps import HubDep
 from hub.db.cases import Case, EscalationPolicyRow
@@ -44,6 +43,8 @@ _FIELDS = (
     "rating",
     "accept_due",
     "reply_due",
+    # True when reply_due counted days no State Council notice decides (estimated; docs/sla.md).
+    "reply_due_estimated",
     "resolve_due",
     "opened_at",
     "last_alert_at",
@@ -53,17 +54,10 @@ _FIELDS = (
 )
 
 
-def desk_of(request: Request, hub: HubDep, clock: ClockDep) -> CaseDesk:
-    """The running hub's desk, or one made for this app (before the lead wires ``hub.cases``)."""
-    service = getattr(hub, "cases", None)
-    if service is not None:
-        desk: CaseDesk = service.desk
-        return desk
-    cached: CaseDesk | None = getattr(request.app.state, "case_desk", None)
-    if cached is None:
-        cached = CaseDesk(hub.db, CaseConfig(calendar=WorkdayCalendar.load()), clock)
-        request.app.state.case_desk = cached
-    return cached
+def desk_of(hub: HubDep) -> CaseDesk:
+    """The running hub's desk."""
+    desk: CaseDesk = hub.cases.desk
+    return desk
 
 
 DeskDep = Annotated[CaseDesk, Depends(desk_of)]

@@ -78,7 +78,7 @@ class WheelSchedule:
                 return []
             # Done up to the bucket before now (or before the earliest entry), never beyond now: a deadline added
             # later that falls before the first one known must not be pushed back to it.
-            self._done = min(min(self._buckets), last) - 1
+            self._done = min(*self._buckets, last) - 1
         out: list[int] = []
         slots: Iterable[int] = range(self._done + 1, last + 1)
         if last - self._done > len(self._buckets):

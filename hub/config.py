@@ -189,12 +189,17 @@ class CentralSettings(_Section):
 
 
 class AlertsSettings(_Section):
-    """The working-day calendar of SLA deadlines (alerts/workdays.py)."""
+    """The case side: the working-day calendar of SLA deadlines (alerts/workdays.py), retries of failed alerts."""
 
     # State Council holiday notices, one YAML file each, laid over the shipped 2024-2026 ones (a later file replaces
     # whole years); read and checked at start. In the environment: a JSON list or comma-separated paths.
     workday_notices: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     timezone: str = "Asia/Shanghai"
+    # An alert the case path fails to handle: tried this many times in all, waits growing from the initial one
+    # (jittered) up to the max, then parked (GET /api/v1/parked).
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
 
     @field_validator("workday_notices", mode="before")
     @classmethod

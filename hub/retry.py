@@ -34,7 +34,7 @@ class RetryPolicy(BaseModel):
 
     def wait(self) -> wait_exponential_jitter:
         """tenacity's wait strategy for this policy."""
-        return wait_exponential_jitter(initial=self.initial_s, max=self.max_s, jitter=self.jitter_s)
+        return wait_exponential_jitter(multiplier=self.initial_s, max=self.max_s, jitter=self.jitter_s)
 
 
 def retrying(

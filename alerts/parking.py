@@ -90,6 +90,7 @@ class ParkingLot:
             self.waiting.labels(kind).set(0)
         self.handlers: dict[str, Handler] = {}
         self.unstored: list[dict[str, Any]] = []
+        self._tries: dict[str, int] = {}  # failures so far of work retried in rows (see ``tried``)
 
     async def park(
         self, kind: str, ref: str, summary: str, payload: dict[str, Any], error: BaseException, attempts: int
@@ -109,6 +110,15 @@ class ParkingLot:
         log.error("parked %s %s after %d attempts: %s", kind, ref, attempts, item["error"])
         self.unstored.append(item)
         await self.flush()
+
+    def tried(self, key: str) -> int:
+        """Count one more failure of row-held work (retried by its own loop); returns the count so far."""
+        self._tries[key] = self._tries.get(key, 0) + 1
+        return self._tries[key]
+
+    def forget(self, key: str) -> None:
+        """Stop counting ``key`` (it succeeded, or it is parked)."""
+        self._tries.pop(key, None)
 
     async def flush(self) -> int:
         """Store the items parked while the database was refusing; returns how many are stored now."""

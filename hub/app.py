@@ -171,7 +171,7 @@ def _case_side(
     """The outbox (notifier) and the case service; each needs the other, so they are tied after building."""
     from alerts.casestore import CaseConfig
     from alerts.notifiers import build_outbox
-    from alerts.notifiers.faults import unpark
+    from alerts.notifiers.faults import refeed, unpark
     from alerts.parking import ParkingLot
     from alerts.service import CaseService
     from alerts.workdays import WorkdayCalendar
@@ -182,6 +182,7 @@ def _case_side(
     parking = ParkingLot(db, clock, metrics.registry)
     outbox.parking = parking
     parking.handlers["message"] = partial(unpark, outbox)
+    parking.handlers["feedback"] = partial(refeed, outbox)
     # Years without a State Council notice on file are estimated from the holidays library; /readyz says when.
     side = settings.alerts
     config = CaseConfig(calendar=WorkdayCalendar.load(*side.workday_notices, zone=side.timezone))

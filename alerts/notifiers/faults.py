@@ -26,7 +26,7 @@ from hub.retry import RetryPolicy, delay
 if TYPE_CHECKING:
     from alerts.outbox import Outbox
 
-__all__ = ["Poisoned", "claim_groups", "park_poisoned", "send_crashed", "unpark"]
+__all__ = ["Poisoned", "claim_groups", "feedback_failed", "park_poisoned", "refeed", "send_crashed", "unpark"]
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +149,30 @@ async def unpark(outbox: Outbox, payload: dict[str, Any]) -> None:
                 raise NotFound(f"no outbox message {outbox_id}")
             raise Conflict(f"outbox message {outbox_id} is not parked")
     outbox.wake()
+
+
+async def feedback_failed(outbox: Outbox, row: OutboxMessage, exc: Exception) -> bool:
+    """Telling the escalation of a failed message failed: True (parked) once it failed ``max_attempts`` times."""
+    if outbox.parking is None:
+        return False
+    attempts = outbox.parking.tried(f"feedback:{row.id}")
+    if attempts < outbox.policy.max_attempts:
+        return False
+    outbox.parking.forget(f"feedback:{row.id}")
+    summary = f"escalation not told that message #{row.id} ({row.channel}) {row.reason or row.status}"
+    await outbox.parking.park("feedback", str(row.id), summary, {"outbox_id": row.id}, exc, attempts)
+    return True
+
+
+async def refeed(outbox: Outbox, payload: dict[str, Any]) -> None:
+    """An operator's retry of parked feedback: owed again, told at the worker's next turn."""
+    outbox_id = int(payload["outbox_id"])
+    async with outbox.db.session() as session:
+        query = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id, OutboxMessage.feedback == "parked")
+            .values(feedback="due")
+        )
+        if (await session.execute(query)).rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"outbox message {outbox_id} owes no parked feedback")
+    outbox.report_soon()

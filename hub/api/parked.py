@@ -21,7 +21,7 @@ async def parked(
     _: Operator,
     *,
     state: Literal["parked", "done"] | None = "parked",
-    kind: Literal["alert", "message"] | None = None,
+    kind: Literal["alert", "message", "feedback"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:

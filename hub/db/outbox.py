@@ -77,5 +77,6 @@ class OutboxMessage(Base):
     settled_at: Mapped[dt.datetime | None]
     # A keypress or reply that answered this message ("1", "2", "rated:4").
     answer: Mapped[str | None] = mapped_column(String(32))
-    # "due" while the escalation side still has to hear of a failure; "done" once told.
+    # "due" while the escalation side still has to hear of a failure; "done" once told; "parked" when telling it
+    # kept failing (an operator's retry makes it "due" again).
     feedback: Mapped[str | None] = mapped_column(String(8))

@@ -12,8 +12,9 @@ from hub.db.base import Base
 
 __all__ = ["PARKED_KINDS", "ParkedItem"]
 
-# alert: an alert the case path could not turn into a case; message: an outbox row the worker could not send.
-PARKED_KINDS = ("alert", "message")
+# alert: an alert the case path could not turn into a case; message: an outbox row the worker could not send;
+# feedback: a failed message the escalation could not be told of.
+PARKED_KINDS = ("alert", "message", "feedback")
 
 
 class ParkedItem(Base):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from alerts.contracts import Notification
 from drivers.base import Reading
@@ -221,3 +221,39 @@ async def _json(response: Awaitable[httpx.Response]) -> Any:
 
 async def _in_flight(row: Awaitable[OutboxMessage]) -> bool:
     return (await row).status not in ("pending", "sending")
+
+
+async def test_feedback_the_escalation_cannot_take_is_parked_not_retried_forever(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(database_url, tmp_path) as (hub, client, headers):
+        lost = Notification(
+            "lost-step", "case_alert", "sms", None, "+8613900000003", "en", None, "C-X", 999_999, T0, {}
+        )
+        async with hub.db.session() as session:
+            await hub.outbox.enqueue(session, [lost])
+            # Twilio reported the SMS failed; its escalation step is gone (a step that no longer exists).
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.idempotency_key == "lost-step")
+                .values(status="failed", feedback="due", reason="30003 unreachable")
+            )
+        hub.outbox.report_soon()
+        listed = await until(
+            lambda: _json(client.get("/api/v1/parked?kind=feedback", headers=headers)),
+            "the feedback to be parked",
+        )
+        [item] = listed
+        assert item["attempts"] == 2 and "no escalation step 999999" in item["error"]
+        async with hub.db.session() as session:
+            row = await session.scalar(
+                select(OutboxMessage).where(OutboxMessage.idempotency_key == "lost-step")
+            )
+        assert row is not None and row.feedback == "parked"
+        # The operator's retry owes it again (and, the step still missing, it is parked again after two tries).
+        again = await client.post(f"/api/v1/parked/{item['id']}/retry", headers=headers)
+        assert again.status_code == 200 and again.json()["state"] == "done"
+        await until(
+            lambda: _json(client.get("/api/v1/parked?kind=feedback", headers=headers)),
+            "the feedback parked again",
+        )

@@ -15,6 +15,7 @@ from alerts.casestore import CaseConfig
 from alerts.contracts import Notifier
 from alerts.desk import AwayHook, CaseDesk
 from alerts.directory import Directory
+from alerts.estimates import firm_up_estimates
 from alerts.feedback import EscalationFeedback
 from alerts.parking import ParkingLot, alert_from_json, alert_to_json
 from alerts.pipeline import AlertPipeline
@@ -88,6 +89,8 @@ class CaseService:
         """Load stored rules into the engine, then start the consumer and the ticker (named, held tasks)."""
         if self.reloader is not None:
             await self.reloader.reload()
+        async with self.db.session() as session:
+            await firm_up_estimates(session, self.config, self.clock())
         await self.directory.start()
         self._tasks.spawn(self._consume(), _CONSUMER)
         self._tasks.spawn(self._tick_loop(), _TICKER)

@@ -207,7 +207,10 @@ class AlertsSettings(_Section):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                return json.loads(text)
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list of paths ({exc.msg} at character {exc.pos})") from exc
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 

@@ -38,15 +38,17 @@ def _settings(database_url: str, tmp_path: Path, notices: list[Path] | None = No
 
 @asynccontextmanager
 async def running(
-    settings: Settings, clock: ManualClock
+    settings: Settings, clock: ManualClock, *, first: bool = True
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     hub = build_hub(settings, clock=clock)
     app = create_app(settings, hub)
     async with app.router.lifespan_context(app):
-        await make_town(hub.db)
+        if first:
+            await make_town(hub.db)
         async with hub.db.session() as session:
+            name = "ops" if first else "ops-again"
             _, key = await create_key(
-                session, name="ops", role="operator", places=[], actor="t", channel="system"
+                session, name=name, role="operator", places=[], actor="t", channel="system"
             )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
@@ -118,6 +120,27 @@ async def test_with_a_2027_notice_file(database_url: str, tmp_path: Path) -> Non
         case = await _report(client, headers)
         assert _at(case["reply_due"]) == dt.datetime(2027, 1, 6, tzinfo=SHANGHAI)
         assert case["reply_due_estimated"] is False
+
+
+async def test_a_notice_added_later_firms_up_the_estimated_deadlines(
+    database_url: str, tmp_path: Path
+) -> None:
+    clock = ManualClock(dt.datetime(2026, 12, 28, 10, 0, tzinfo=SHANGHAI))
+    async with running(_settings(database_url, tmp_path), clock) as (client, headers):
+        case = await _report(client, headers)
+        assert case["reply_due_estimated"] is True and _at(case["reply_due"]) == dt.datetime(
+            2027, 1, 6, tzinfo=SHANGHAI
+        )
+    # The operator adds the 2027 notice (here one that also gives Monday 4 January off) and restarts the hub.
+    notice = tmp_path / "cn_notice_2027.yaml"
+    notice.write_text(NOTICE_2027.replace("2027-01-03]", "2027-01-03, 2027-01-04]"), encoding="utf-8")
+    clock.now = dt.datetime(2026, 12, 29, 9, 0, tzinfo=SHANGHAI)
+    async with running(_settings(database_url, tmp_path, [notice]), clock, first=False) as (client, headers):
+        shown = (await client.get(f"/api/v1/cases/{case['code']}", headers=headers)).json()
+        assert shown["reply_due_estimated"] is False
+        assert _at(shown["reply_due"]) == dt.datetime(2027, 1, 7, tzinfo=SHANGHAI)
+        [line] = [e for e in shown["timeline"] if e["kind"] == "deadline"]
+        assert line["actor"] == "system" and "notice" in line["note"]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from alerts.contracts import Notifier
 from alerts.desk import AwayHook, CaseDesk
 from alerts.directory import Directory
 from alerts.estimates import firm_up_estimates
+from alerts.failures import TickHealth
 from alerts.feedback import EscalationFeedback
 from alerts.parking import ParkingLot, alert_from_json, alert_to_json
 from alerts.pipeline import AlertPipeline
@@ -23,7 +24,7 @@ from alerts.ruleset import RuleSet
 from alerts.rulestore import RuleReloader
 from drivers.base import Driver
 from hub.db import Database
-from hub.errors import HubError, StoreError
+from hub.errors import StoreError
 from hub.lifecycle import TaskSet
 from hub.retry import RetryPolicy, delay, retrying
 
@@ -84,6 +85,8 @@ class CaseService:
         self.parking = parking or ParkingLot(db, clock)
         self.parking.handlers["alert"] = self._handle_parked
         self.retry = retry or RetryPolicy()
+        self.tick_health = TickHealth()
+        self.last_tick_error = ""
 
     async def start(self) -> None:
         """Load stored rules into the engine, then start the consumer and the ticker (named, held tasks)."""
@@ -111,6 +114,11 @@ class CaseService:
         retrying = sum(name.startswith(_RETRY) for name in names)
         detail = f"tasks {', '.join(n for n in names if not n.startswith(_RETRY)) or 'none'}; "
         detail += f"{self.pipeline.handled} alerts, {self.errors} errors, {retrying} retrying"
+        if self.tick_health.degraded:  # escalation steps and overdue flags are not being done
+            failing = (
+                f"{self.tick_health.failed} of the last {self.tick_health.window} escalation ticks failed"
+            )
+            return False, f"DEGRADED: {failing}: {self.last_tick_error}; {detail}"
         return ok, detail
 
     async def drain(self) -> int:
@@ -180,8 +188,11 @@ class CaseService:
         while True:
             try:
                 await self.tick_once()
-            except (HubError, SQLAlchemyError):
+                self.tick_health.record(True)
+            except Exception as exc:  # the next tick tries the due steps again (they are rows)
                 self.errors += 1
+                self.tick_health.record(False)
+                self.last_tick_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.exception("cases: escalation tick failed")
             await self.parking.flush()  # items parked while the database refused them
             await self.sleep(self.interval)

@@ -20,6 +20,7 @@ from sqlalchemy import select, text, update
 from alerts.contracts import Notification
 from drivers.base import Reading
 from hub.app import Hub, build_hub, create_app
+from hub.db import Database
 from hub.db.cases import CaseAlert
 from hub.db.outbox import OutboxMessage
 from provisioning.apikeys import create_key
@@ -257,3 +258,37 @@ async def test_feedback_the_escalation_cannot_take_is_parked_not_retried_forever
             lambda: _json(client.get("/api/v1/parked?kind=feedback", headers=headers)),
             "the feedback parked again",
         )
+
+
+async def test_escalation_ticks_that_keep_failing_turn_the_cases_component_degraded(db: Database) -> None:
+    from alerts.alert import AlertQueue
+    from alerts.service import CaseService
+    from tests.alerts.test_cases_kit import RecordingNotifier, config
+
+    service = CaseService(db, AlertQueue(), RecordingNotifier(), config(), ManualClock(T0), interval=0.01)
+    async with db.session() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+    # The scheduler's statements fail while its table is away (a real database error at every tick).
+    rename = "ALTER TABLE escalation_steps RENAME TO {}"
+    async with db.session() as session:
+        await session.execute(text(rename.format("escalation_steps_away")))
+    await service.start()
+    try:
+        ok, detail = await until(lambda: _degraded(service), "the cases component to turn degraded")
+        assert not ok and detail.startswith("DEGRADED: ") and "escalation ticks failed" in detail
+        assert ("does not exist" in detail) if postgres else ("no such table" in detail)
+        async with db.session() as session:
+            await session.execute(text("ALTER TABLE escalation_steps_away RENAME TO escalation_steps"))
+        ok, _ = await until(lambda: _healthy(service), "the cases component to recover")
+    finally:
+        await service.stop()
+
+
+async def _degraded(service: Any) -> tuple[bool, str] | None:
+    ok, detail = await service.health()
+    return (ok, detail) if not ok else None
+
+
+async def _healthy(service: Any) -> tuple[bool, str] | None:
+    ok, detail = await service.health()
+    return (ok, detail) if ok else None

@@ -15,7 +15,7 @@ from alerts.casestore import CaseConfig, NewCase, PlaceRef, add_event, get_case,
 from alerts.categories import categories
 from alerts.dedup import Decision, DedupReason
 from alerts.escalation import StepSpec, cancel_planned, plan_steps, policy_for
-from alerts.sla import SlaClock, Urgency
+from alerts.sla import Milestone, SlaClock, Urgency
 from hub.db.cases import Case, CaseAlert, EscalationStep
 from hub.db.places import Place
 from hub.errors import Conflict, InvalidInput
@@ -99,6 +99,7 @@ async def _reopen(session: AsyncSession, case: Case, now: dt.datetime, cfg: Case
     policy = cfg.sla.for_category(case.category)
     clock = SlaClock.start(policy, now, cfg.calendar)
     case.accept_due, case.reply_due, case.resolve_due = clock.accept_due, clock.reply_due, clock.resolve_due
+    case.reply_due_estimated = Milestone.REPLY in clock.estimated
     await cancel_planned(session, case.id, "reopened")
     steps = await policy_for(session, case.place_path, case.category, urgent=policy.urgency is Urgency.URGENT)
     await plan_steps(session, case.id, case.place_id, steps, now, first_seq=100 * case.reopened)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.cases import CaseState, EventKind, case_code, check_category, check_channel
 from alerts.dedup import DedupPolicy
 from alerts.escalation import StepSpec, plan_steps, policy_for
-from alerts.sla import SlaClock, SlaPolicies, Urgency, default_policies
+from alerts.sla import Milestone, SlaClock, SlaPolicies, Urgency, default_policies
 from alerts.workdays import WorkdayCalendar
 from hub.db.cases import Case, CaseCounter, CaseEvent, EscalationStep
 from hub.db.places import LEVELS, subtree_bounds
@@ -193,6 +193,7 @@ async def open_planned(
         reopened=0,
         accept_due=clock.accept_due,
         reply_due=clock.reply_due,
+        reply_due_estimated=Milestone.REPLY in clock.estimated,
         resolve_due=clock.resolve_due,
         opened_at=now,
         last_alert_at=now if alerted else None,

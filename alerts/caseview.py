@@ -39,6 +39,8 @@ CASE_FIELDS = (
     "rating",
     "accept_due",
     "reply_due",
+    # True when reply_due counted days no State Council notice decides (estimated; docs/sla.md).
+    "reply_due_estimated",
     "resolve_due",
     "opened_at",
     "last_alert_at",

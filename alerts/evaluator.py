@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from alerts.alert import AlertQueue
 from alerts.engine import RuleEngine
+from alerts.failures import ENGINE, RuleFailures, TickHealth
 from alerts.ruleset import RuleSet
 from drivers.base import Driver
 from hub.db import Database
@@ -50,9 +51,14 @@ class RuleEvaluator:
         self.metrics = metrics
         self.clock = clock
         self.queue = queue if queue is not None else AlertQueue()  # an empty queue is falsy
+        self.failures = RuleFailures(on_failure=lambda rule: metrics.rules_failures.labels(rule).inc())
         self.engine = RuleEngine(
-            rules or RuleSet.build(drivers, []), self.queue, devices=ingest.directory.by_id
+            rules or RuleSet.build(drivers, []),
+            self.queue,
+            devices=ingest.directory.by_id,
+            failures=self.failures,
         )
+        self.ticks = TickHealth()
         self._tasks = TaskSet()
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -122,11 +128,7 @@ class RuleEvaluator:
         while True:
             await asyncio.sleep(TICK)
             now = self.clock()
-            try:
-                self.engine.tick(now)
-            except Exception:
-                log.exception("rules: tick failed")
-            self.metrics.rules_last_tick.set(now)
+            self.tick(now)
             for stat, value in self.engine.stats().items():
                 self.metrics.rules.labels(stat).set(value)
             since_places += TICK
@@ -136,6 +138,21 @@ class RuleEvaluator:
                     await self.refresh_places()
                 except Exception:
                     log.exception("rules: reloading places failed")
+
+    def tick(self, now: float) -> bool:
+        """One engine tick, counted: True when nothing in it failed (only then does the last-tick time move)."""
+        try:
+            self.engine.tick(now)
+            ok = self.engine.last_tick_failures == 0
+        except Exception as exc:  # isolation failed somewhere: the whole tick is lost, and says so
+            self.failures(ENGINE, None, exc, now)
+            ok = False
+        self.ticks.record(ok)
+        if ok:
+            self.metrics.rules_last_tick.set(now)
+        else:
+            self.metrics.rules_failed_ticks.inc()
+        return ok
 
     async def stop(self) -> None:
         """Unhook from ingest and stop ticking."""
@@ -149,8 +166,14 @@ class RuleEvaluator:
         await self._tasks.stop(2.0)
 
     async def health(self) -> tuple[bool, str]:
-        """Not ready when the deadman tracker stopped ticking or runs late."""
+        """Not ready when the deadman tracker stopped ticking or runs late, or when ticks keep failing."""
         stalled = self.engine.deadman.stalled(self.clock(), MAX_LAG)
         stats = self.engine.stats()
         detail = f"{len(self.engine.rules)} rules, {int(stats['firing'])} firing, queue {len(self.queue)}"
-        return not stalled, ("STALLED: " if stalled else "") + detail
+        if self.failures.total:
+            detail += f", {self.failures.total} failed evaluations"
+        if self.ticks.degraded:
+            rule, last = max(self.failures.last.items(), key=lambda item: item[1].at)
+            failing = f"{self.ticks.failed} of the last {self.ticks.window} ticks failed"
+            detail = f"DEGRADED: {failing}; last: {rule} for {last.subject or '-'}: {last.error}; {detail}"
+        return not stalled and not self.ticks.degraded, ("STALLED: " if stalled else "") + detail

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 from hub.lifecycle import Lifecycle, TaskSet
 from hub.metrics import HubMetrics
 from hub.priority import UrgentLane
+from hub.retry import RetryPolicy
 from hub.telemetry.base import TelemetryStore
 from provisioning.audit import utcnow
 from provisioning.credentials import CredentialEvents
@@ -169,14 +171,21 @@ def _case_side(
     """The outbox (notifier) and the case service; each needs the other, so they are tied after building."""
     from alerts.casestore import CaseConfig
     from alerts.notifiers import build_outbox
+    from alerts.notifiers.faults import refeed, unpark
+    from alerts.parking import ParkingLot
     from alerts.service import CaseService
     from alerts.workdays import WorkdayCalendar
     from drivers import DRIVERS
 
     engine = evaluator.engine
     outbox = build_outbox(db, settings, clock=clock, registry=metrics.registry, lane=lane)
-    # Years the holiday data does not cover yet are counted Mon-Fri, with one warning each (docs/sla.md).
-    config = CaseConfig(calendar=WorkdayCalendar.load(fallback_weekends=True))
+    parking = ParkingLot(db, clock, metrics.registry)
+    outbox.parking = parking
+    parking.handlers["message"] = partial(unpark, outbox)
+    parking.handlers["feedback"] = partial(refeed, outbox)
+    # Years without a State Council notice on file are estimated from the holidays library; /readyz says when.
+    side = settings.alerts
+    config = CaseConfig(calendar=WorkdayCalendar.load(*side.workday_notices, zone=side.timezone))
 
     cases = CaseService(
         db,
@@ -187,6 +196,10 @@ def _case_side(
         drivers=DRIVERS,
         swap_rules=lambda rules: engine.swap(rules, epoch()),
         away_hook=evaluator.set_away,
+        parking=parking,
+        retry=RetryPolicy(
+            attempts=side.retry_attempts, initial_s=side.retry_initial_s, max_s=side.retry_max_s
+        ),
     )
     outbox.actions = cases.desk
     outbox.feedback = cases.feedback

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from alerts.limits import NotifyPolicy
 from hub.telemetry.influx import InfluxStoreConfig
 
 __all__ = [
     "PLACEHOLDER_SECRETS",
+    "AlertsSettings",
     "CentralSettings",
     "CoapSettings",
     "DatabaseSettings",
@@ -186,6 +188,33 @@ class CentralSettings(_Section):
     secret: SecretStr | None = None
 
 
+class AlertsSettings(_Section):
+    """The case side: the working-day calendar of SLA deadlines (alerts/workdays.py), retries of failed alerts."""
+
+    # State Council holiday notices, one YAML file each, laid over the shipped 2024-2026 ones (a later file replaces
+    # whole years); read and checked at start. In the environment: a JSON list or comma-separated paths.
+    workday_notices: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    timezone: str = "Asia/Shanghai"
+    # An alert the case path fails to handle: tried this many times in all, waits growing from the initial one
+    # (jittered) up to the max, then parked (GET /api/v1/parked).
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("workday_notices", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list of paths ({exc.msg} at character {exc.pos})") from exc
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+
 class WebSettings(_Section):
     """The HTTP API and command-center page."""
 
@@ -235,6 +264,7 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     central: CentralSettings = Field(default_factory=CentralSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
 

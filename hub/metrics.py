@@ -40,7 +40,25 @@ class HubMetrics:
             "iothub_rules", "Rule engine figures (readings, firing, deadman lag, ...)", ["stat"], registry=r
         )
         self.rules_last_tick = Gauge(
-            "iothub_rules_last_tick_timestamp_seconds", "When the rule engine last ticked", registry=r
+            "iothub_rules_last_tick_timestamp_seconds",
+            "When the rule engine last ticked without failing",
+            registry=r,
+        )
+        self.rules_failures = Counter(
+            "iothub_rules_evaluation_failures",
+            "Rule evaluations that raised (one rule for one device or household), by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.rules_failed_ticks = Counter(
+            "iothub_rules_failed_ticks", "Engine ticks that raised or had a failed evaluation", registry=r
+        )
+
+        self.workday_notice_missing = Gauge(
+            "iothub_workday_notice_missing",
+            "1 for a year whose working-day deadlines are estimated now (no State Council notice on file)",
+            ["year"],
+            registry=r,
         )
 
     def render(self) -> bytes:

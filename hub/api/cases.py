@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy import select
 
-from alerts.casestore import CaseConfig, CaseFilter, get_case, list_cases, timeline
+from alerts.casestore import CaseFilter, get_case, list_cases, timeline
 from alerts.caseview import case_view, case_views
 from alerts.desk import CaseDesk, Intake
 from alerts.escalation import list_steps, save_policy
-from alerts.workdays import WorkdayCalendar
 from hub.api.auth import ClockDep, Principal, require_roles
 from hub.api.deps import HubDep
 from hub.db.cases import Case, EscalationPolicyRow
@@ -25,17 +24,10 @@ Caller = Annotated[Principal, Depends(require_roles("operator", "responder", "in
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 
 
-def desk_of(request: Request, hub: HubDep, clock: ClockDep) -> CaseDesk:
-    """The running hub's desk, or one made for this app (before the lead wires ``hub.cases``)."""
-    service = getattr(hub, "cases", None)
-    if service is not None:
-        desk: CaseDesk = service.desk
-        return desk
-    cached: CaseDesk | None = getattr(request.app.state, "case_desk", None)
-    if cached is None:
-        cached = CaseDesk(hub.db, CaseConfig(calendar=WorkdayCalendar.load()), clock)
-        request.app.state.case_desk = cached
-    return cached
+def desk_of(hub: HubDep) -> CaseDesk:
+    """The running hub's desk."""
+    desk: CaseDesk = hub.cases.desk
+    return desk
 
 
 DeskDep = Annotated[CaseDesk, Depends(desk_of)]

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from hub.api import apikeys, commands, devices, enrollment, health, live, places, responders, telemetry
+from hub.api import (
+    apikeys,
+    commands,
+    devices,
+    enrollment,
+    health,
+    live,
+    parked,
+    places,
+    responders,
+    telemetry,
+)
 from hub.api import cases as cases_api
 from hub.api import households as households_api
 from hub.api import rules as rules_api
@@ -27,6 +38,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(live.router)
     app.include_router(cases_api.router)
     app.include_router(rules_api.router)
+    app.include_router(parked.router)
     app.include_router(households_api.router)
     app.include_router(twilio_api.router)
     app.include_router(claim_page.router)

@@ -22,8 +22,12 @@ Reader = Annotated[Principal, Depends(require_roles("operator", "integrator"))]
 RuleBody = Annotated[dict[str, Any], Body()]
 
 
-def _out(row: AlertRuleRow) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "type": row.type, "rule": row.body, "updated_at": row.updated_at}
+def _out(row: AlertRuleRow, hub: Any = None) -> dict[str, Any]:
+    out = {"id": row.id, "name": row.name, "type": row.type, "rule": row.body, "updated_at": row.updated_at}
+    if hub is not None:
+        # Failed evaluations of this rule since the start, and the last error (docs/rules.md).
+        out["evaluation"] = hub.evaluator.failures.of(row.name)
+    return out
 
 
 async def _reload(hub: Any) -> None:
@@ -37,7 +41,14 @@ async def _reload(hub: Any) -> None:
 async def rules(hub: HubDep, _: Reader) -> list[dict[str, Any]]:
     """Stored rules (the drivers' defaults apply under them)."""
     async with hub.db.session() as session:
-        return [_out(r) for r in await rulestore.list_rules(session)]
+        return [_out(r, hub) for r in await rulestore.list_rules(session)]
+
+
+@router.get("/rules/failures")
+async def failures(hub: HubDep, _: Reader) -> list[dict[str, Any]]:
+    """Every rule (stored or a driver's default) whose evaluation failed since the start, most failures first."""
+    found = hub.evaluator.failures
+    return [{"rule": name} | found.of(name) for name, _count in found.counts.most_common()]
 
 
 @router.post("/rules", status_code=201)
@@ -92,7 +103,7 @@ async def import_yaml(request: Request, hub: HubDep, principal: Admin, clock: Cl
 async def one(rule_id: int, hub: HubDep, _: Reader) -> dict[str, Any]:
     """One stored rule."""
     async with hub.db.session() as session:
-        return _out(await rulestore.get_rule(session, rule_id))
+        return _out(await rulestore.get_rule(session, rule_id), hub)
 
 
 @router.put("/rules/{rule_id}")

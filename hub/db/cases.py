@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db.base import Base
@@ -76,6 +76,8 @@ class Case(Base):
     rating: Mapped[int | None] = mapped_column(Integer)
     accept_due: Mapped[dt.datetime | None]
     reply_due: Mapped[dt.datetime | None]
+    # True while reply_due counted days no State Council notice decides (estimated from the holidays library).
+    reply_due_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     resolve_due: Mapped[dt.datetime | None]
     opened_at: Mapped[dt.datetime] = mapped_column(index=True)
     last_alert_at: Mapped[dt.datetime | None]

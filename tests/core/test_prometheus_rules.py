@@ -32,6 +32,8 @@ async def test_every_alert_uses_an_exported_metric(tmp_path: Path) -> None:
         hub.metrics.ingest_messages.labels("mqtt", "smoke").inc()
         hub.metrics.component_up.labels("database").set(1)
         hub.metrics.rules_last_tick.set(1.0)
+        hub.metrics.workday_notice_missing.labels("2027").set(1)
+        hub.metrics.rules_failures.labels("heat-high").inc()
         exported = {
             line.split("{")[0].split(" ")[0]
             for line in hub.metrics.render().decode().splitlines()

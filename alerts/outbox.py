@@ -101,6 +101,7 @@ class Outbox:
         self.lane = lane
         self._urgent_holds: list[Callable[[], None]] = []
         self._urgent_sending: set[int] = set()  # leader ids of urgent groups not yet handed over
+        self.fence: Callable[[], bool] | None = None  # HA: this node still holds the lease (hub/ha)
 
     # -- Notifier ---------------------------------------------------------------------------------
 
@@ -276,6 +277,8 @@ class Outbox:
         return len(groups)
 
     async def _claim(self) -> list[Group]:
+        if self.fence is not None and not self.fence():
+            return []  # no longer the active hub: the new one claims the rows
         now = self.clock()
         async with self.db.session() as session:
             # The responder's STOP comes with the rows (one statement less between an alarm and its SMS).

@@ -70,6 +70,8 @@ class CaseService:
         )
         self.errors = 0
         self.ticks = 0
+        # HA: whether this node still holds the lease, asked before each alert and tick (hub/ha).
+        self.fence: Callable[[], bool] | None = None
         self._tasks = TaskSet()
 
     async def start(self) -> None:
@@ -110,6 +112,9 @@ class CaseService:
         self.ticks += 1
 
     async def _handle(self, alert: Alert) -> None:
+        if self.fence is not None and not self.fence():
+            self.queue.done(alert)
+            return  # no longer the active hub: the new one raises it again from what it receives
         try:
             await self.pipeline.handle(alert)
         except (HubError, SQLAlchemyError):
@@ -126,7 +131,8 @@ class CaseService:
     async def _tick_loop(self) -> None:
         while True:
             try:
-                await self.tick_once()
+                if self.fence is None or self.fence():
+                    await self.tick_once()
             except (HubError, SQLAlchemyError):
                 self.errors += 1
                 log.exception("cases: escalation tick failed")

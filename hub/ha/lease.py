@@ -113,7 +113,7 @@ class LeaderLease:
                 # The simple query protocol (no parameters): its portal is dropped after the statement, so
                 # the open transaction keeps no snapshot and holds back no VACUUM.
                 status = await conn.execute(f"SELECT 1 WHERE pg_try_advisory_xact_lock({int(self.key)})")
-                got = status == "SELECT 1"
+                got = bool(status == "SELECT 1")
                 if not got:
                     await conn.execute("ROLLBACK")  # a standby is never idle in a transaction
         except StoreError as exc:

@@ -3,18 +3,16 @@
 Two ``iothub serve`` processes (active and standby, HA on one PostgreSQL), a three-node NATS cluster (MQTT on
 JetStream, R3), InfluxDB and Prism (Twilio). Devices are raw QoS 1 clients spread over the three nodes; each
 keeps an uplink until the broker acknowledged it and sends it again after a reconnect, so "lost" is exact:
-acknowledged by the broker, numbered, and not in InfluxDB at the end. Three phases of ``--phase`` seconds,
-each with a press every ``--press-every`` s from a button of its own building (a new urgent case each):
+acknowledged by the broker, numbered, and not in InfluxDB at the end. A reference phase breaks nothing;
+then one phase per fault (``--faults``, default ``hub,broker``; also ``postgres``, ``influxdb``, ``twilio``:
+bench/_failover_faults.py), each ``--phase`` seconds with the fault ``--kill-after`` seconds in, and a
+press every ``--press-every`` s from a button in a building of its own (a new urgent case each).
 
-1. reference: nothing is killed;
-2. hub: the active hub is killed with SIGKILL ``--kill-after`` s into the phase;
-3. broker: the NATS node the (new) active hub reads from is killed the same way.
+Printed: the times each fault measured (takeover: kill → the standby's first message), uplinks acknowledged
+and lost (by the phase their PUBACK fell in), and alert latency (press → the case's first SMS answered by
+Twilio) p50/p99/max per phase, with each phase's p99 over the reference's.
 
-Printed: takeover time (kill → the standby's first message), broker failover time (kill → subscribed on
-another node), messages acknowledged and lost, and alert latency (press → the case's first SMS answered by
-Twilio) p50/p99/max per phase, with the ratio of each phase's p99 to the reference's.
-
-    python bench/failover.py [--rate 5000] [--devices 200] [--phase 20] [--lease 5]
+    python bench/failover.py [--rate 5000] [--devices 200] [--phase 20] [--lease 5] [--faults hub,broker]
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import sys
 import tempfile
 import time
@@ -30,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _failover_faults import FAULTS, Faulty, active, until
 from sqlalchemy import select
 
 from drivers import DRIVERS
@@ -47,7 +45,6 @@ from tests.servers.prism import PrismServer
 __all__ = ["main"]
 
 BASE = int(time.time()) - 80_000
-_SUBSCRIBED = re.compile(r"subscribed at (\S+):(\d+),")
 
 
 def smoke(_serial: str, seq: int) -> bytes:
@@ -66,47 +63,25 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def _until(check: object, timeout: float) -> float | None:
-    """Poll ``check`` (a callable) every 20 ms; the wall time it became true, or None on timeout."""
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return None
-        await asyncio.sleep(0.02)
-    return time.time()
-
-
-def _active(nodes: list[HubNode]) -> HubNode | None:
-    return next((n for n in nodes if n.role() == "active"), None)
-
-
-def _broker_of(node: HubNode) -> int | None:
-    status = node.status() or {}
-    detail = str(status.get("components", {}).get("mqtt", {}).get("detail", ""))
-    found = _SUBSCRIBED.search(detail)
-    return int(found.group(2)) if found else None
-
-
 class Run:
-    """The running site: hubs, brokers, devices, and what each phase measured."""
+    """The devices and what each phase measured."""
 
-    def __init__(
-        self, args: argparse.Namespace, nodes: list[HubNode], cluster: NatsCluster, site: Site
-    ) -> None:
-        self.args, self.nodes, self.cluster, self.site = args, nodes, cluster, site
-        servers = cluster.servers
+    def __init__(self, args: argparse.Namespace, faulty: Faulty, site: Site) -> None:
+        self.args, self.faulty = args, faulty
+        servers = faulty.cluster.servers
         self.fleet = Fleet([QosDevice(f"HS-{n:03d}", servers, first=n) for n in range(args.devices)], smoke)
         self.buttons = Fleet([QosDevice(s, servers, first=n) for n, s in enumerate(site.buttons)], press)
         self.pressed: dict[str, float] = {}  # button -> press time (wall clock)
         self.phases: dict[str, list[str]] = {}  # phase -> buttons pressed
-        self.figures: dict[str, float] = {}
+        self.figures: dict[str, dict[str, float]] = {}
         self.windows: dict[str, tuple[float, float]] = {}  # phase -> (start, end), perf_counter
 
-    async def phase(self, name: str, kill: str | None) -> None:
-        """One phase: presses every ``press_every`` s; a kill ``kill_after`` s in."""
+    async def phase(self, name: str) -> None:
+        """One phase: presses every ``press_every`` s; the fault ``kill_after`` s in."""
         args, pressed = self.args, self.phases.setdefault(name, [])
         start = time.perf_counter()
-        killer = asyncio.create_task(self._kill(kill)) if kill else None
+        fault = FAULTS.get(name)
+        breaking = asyncio.create_task(self._break(name)) if fault else None
         free = [d for d in self.buttons.devices if d.serial not in self.pressed]
         while time.perf_counter() - start < args.phase and free:
             device = free.pop(0)
@@ -114,35 +89,17 @@ class Run:
             await device.publish(1, press(device.serial, 1))
             pressed.append(device.serial)
             await asyncio.sleep(args.press_every)
-        if killer is not None:
-            await killer
+        if breaking is not None:
+            await breaking
         self.windows[name] = (start, time.perf_counter())
 
-    async def _kill(self, what: str) -> None:
+    async def _break(self, name: str) -> None:
         await asyncio.sleep(self.args.kill_after)
-        active = _active(self.nodes)
-        assert active is not None, "no active hub to kill"
-        if what == "hub":
-            standby = next(n for n in self.nodes if n is not active)
-            killed = time.time()
-            active.kill()
-            first = await _until(lambda: standby.ingested() > 0, 120)
-            self.figures["takeover_s"] = (first or float("nan")) - killed
-            active.start()  # the supervisor brings it back, as a standby
-            return
-        port = _broker_of(active)
-        assert port is not None, "the active hub reports no broker"
-        before = active.ingested()
-        killed = time.time()
-        self.cluster.node_on(port).kill()
-        again = await _until(lambda: (_broker_of(active) or port) != port, 120)
-        self.figures["broker_failover_s"] = (again or float("nan")) - killed
-        resumed = await _until(lambda: active.ingested() > before, 120)
-        self.figures["broker_first_message_s"] = (resumed or float("nan")) - killed
+        self.figures[name] = await FAULTS[name](self.faulty)
 
 
 async def _latencies(db: Database, buttons: list[str], pressed: dict[str, float]) -> list[float]:
-    """Per press, seconds from the press to its case's first SMS answered by Twilio (Prism)."""
+    """Per press, milliseconds from the press to its case's first SMS answered by Twilio (Prism)."""
     out = []
     async with db.session() as session:
         for serial in buttons:
@@ -156,10 +113,33 @@ async def _latencies(db: Database, buttons: list[str], pressed: dict[str, float]
     return out
 
 
+async def _account(run_: Run, influx: InfluxServer) -> dict[str, int]:
+    """Acknowledged uplinks missing from InfluxDB, by the phase their PUBACK fell in (polled until stable)."""
+    previous, missing, total = -1, {}, 0
+    for _ in range(60):
+        stored = stored_seqs(influx.url, "failover", BASE)
+        missing = {d.serial: set(d.acked) - stored.get(d.serial, set()) for d in run_.fleet.devices}
+        total = sum(len(m) for m in missing.values())
+        if total == previous:
+            break
+        previous = total
+        await asyncio.sleep(2)
+    out = {"acknowledged": sum(len(d.acked) for d in run_.fleet.devices), "lost": total}
+    for name, (start, end) in run_.windows.items():
+        out[name] = sum(
+            1 for d in run_.fleet.devices for seq in missing[d.serial] if start <= d.acked[seq] < end
+        )
+    return out
+
+
 async def run(args: argparse.Namespace) -> None:
     """Start everything, run the phases, account, print."""
     root = Path(tempfile.mkdtemp(prefix="failover-"))
-    buttons = 3 * int(args.phase / args.press_every + 1)
+    faults = [f for f in args.faults.split(",") if f]
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        raise SystemExit(f"unknown fault(s) {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}")
+    buttons = (len(faults) + 1) * int(args.phase / args.press_every + 1)
     with (
         PostgresDatabase("iothub_failover") as pg,
         NatsCluster(root / "nats", ack_wait=args.ack_wait) as cluster,
@@ -174,22 +154,22 @@ async def run(args: argparse.Namespace) -> None:
             pg.asyncpg_url, cluster.servers_setting, influx.url, "failover", prism.url, args.lease, args.renew
         )
         nodes = [HubNode(name, ha, root / name) for name in ("a", "b")]
-        run_ = Run(args, nodes, cluster, site)
+        run_ = Run(args, Faulty(nodes, cluster, influx, prism, pg.asyncpg_url, args.outage), site)
         try:
             for node in nodes:
                 node.start()
-            if await _until(lambda: _active(nodes) is not None, 120) is None:
+            if await until(lambda: active(nodes) is not None, 120) is None:
                 raise SystemExit("no hub became active:\n" + nodes[0].log_tail())
             await run_.fleet.start()
             await run_.buttons.start()
             load = asyncio.create_task(run_.fleet.send(args.rate, 1e9))
             await asyncio.sleep(3)  # at rate
-            active = _active(nodes)
-            before, t0 = active.ingested() if active else 0.0, time.perf_counter()
-            await run_.phase("reference", None)
-            rate = ((active.ingested() if active else 0.0) - before) / (time.perf_counter() - t0)
-            await run_.phase("hub", "hub")
-            await run_.phase("broker", "broker")
+            first = active(nodes)
+            before, t0 = first.ingested() if first else 0.0, time.perf_counter()
+            await run_.phase("reference")
+            rate = ((first.ingested() if first else 0.0) - before) / (time.perf_counter() - t0)
+            for fault in faults:
+                await run_.phase(fault)
             load.cancel()
             settled = await run_.fleet.settle(120) and await run_.buttons.settle(60)
             await asyncio.sleep(float(args.ack_wait.rstrip("s")) + 5)  # redeliveries after ack_wait
@@ -204,25 +184,6 @@ async def run(args: argparse.Namespace) -> None:
     _print(args, run_, rate, settled, lost, latencies)
 
 
-async def _account(run_: Run, influx: InfluxServer) -> dict[str, int]:
-    """Acknowledged uplinks missing from InfluxDB, by the phase their PUBACK fell in (polled until stable)."""
-    previous = -1
-    for _ in range(60):
-        stored = stored_seqs(influx.url, "failover", BASE)
-        missing = {d.serial: set(d.acked) - stored.get(d.serial, set()) for d in run_.fleet.devices}
-        total = sum(len(m) for m in missing.values())
-        if total == previous:
-            break
-        previous = total
-        await asyncio.sleep(2)
-    out = {"acknowledged": sum(len(d.acked) for d in run_.fleet.devices), "lost": total}
-    for name, (start, end) in run_.windows.items():
-        out[f"lost_{name}"] = sum(
-            1 for d in run_.fleet.devices for seq in missing[d.serial] if start <= d.acked[seq] < end
-        )
-    return out
-
-
 def _print(
     args: argparse.Namespace,
     run_: Run,
@@ -233,39 +194,34 @@ def _print(
 ) -> None:
     load = os.getloadavg()
     print(
-        f"failover, {args.devices} QoS 1 devices at {args.rate:,.0f} msg/s (accepted {rate:,.0f} msg/s in the "
-        f"reference phase), lease {args.lease:g} s, NATS ack_wait {args.ack_wait}; load average {load[0]:.2f} {load[1]:.2f}"
+        f"failover, {args.devices} QoS 1 devices at {args.rate:,.0f} msg/s (the hub accepted {rate:,.0f} msg/s in "
+        f"the reference phase), lease {args.lease:g} s, NATS ack_wait {args.ack_wait}; "
+        f"load average {load[0]:.2f} {load[1]:.2f}"
     )
-    f = run_.figures
-    print(
-        f"takeover (kill -9 of the active hub -> first message on the standby): {f.get('takeover_s', float('nan')):.2f} s"
-    )
-    print(
-        f"broker node killed under the hub: subscribed on another node after {f.get('broker_failover_s', float('nan')):.2f} s, "
-        f"first message after {f.get('broker_first_message_s', float('nan')):.2f} s; device reconnects {run_.fleet.reconnects}"
-    )
+    for name, figures in run_.figures.items():
+        print(f"{name}: " + "; ".join(f"{what} {seconds:.2f} s" for what, seconds in figures.items()))
+    print(f"device reconnects (broker nodes gone): {run_.fleet.reconnects}")
     print(
         f"uplinks acknowledged by the broker {lost['acknowledged']:,}, lost {lost['lost']:,} (goal 0): "
-        + ", ".join(f"{name} phase {lost.get(f'lost_{name}', 0)}" for name in run_.windows)
+        + ", ".join(f"{name} {lost.get(name, 0)}" for name in run_.windows)
         + ("" if settled else "; some uplinks were never acknowledged (devices gave up waiting)")
     )
     if args.verbose:
         for name, buttons in run_.phases.items():
             start = min(run_.pressed[b] for b in buttons)
-            print(name, " ".join(f"{run_.pressed[b] - start:.1f}" for b in buttons))
-            print(name, " ".join(f"{v:.0f}" for v in latencies[name]))
+            print(name, "pressed at", " ".join(f"{run_.pressed[b] - start:.1f}" for b in buttons))
+            print(name, "ms", " ".join(f"{v:.0f}" for v in latencies[name]))
     reference = _pct(latencies["reference"], 99) if latencies.get("reference") else float("nan")
-    print(
-        f"{'phase':<10} {'presses':>7} {'cases':>6} {'p50 ms':>8} {'p99 ms':>9} {'max ms':>9} {'p99/ref':>8}"
-    )
+    print("alert latency, press -> first SMS answered by Twilio (ms)")
+    print(f"{'phase':<10} {'presses':>7} {'SMS':>5} {'p50':>8} {'p99':>9} {'max':>9} {'p99/ref':>8}")
     for name, values in latencies.items():
         presses = len(run_.phases[name])
         if not values:
-            print(f"{name:<10} {presses:7d} {0:6d}  no SMS measured")
+            print(f"{name:<10} {presses:7d} {0:5d}  none measured")
             continue
         p99 = _pct(values, 99)
         print(
-            f"{name:<10} {presses:7d} {len(values):6d} {_pct(values, 50):8.0f} {p99:9.0f} {max(values):9.0f} "
+            f"{name:<10} {presses:7d} {len(values):5d} {_pct(values, 50):8.0f} {p99:9.0f} {max(values):9.0f} "
             f"{p99 / reference:8.1f}"
         )
 
@@ -280,12 +236,14 @@ def main() -> None:
     parser.add_argument("--phase", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--press-every", type=float, default=0.5)
     parser.add_argument("--kill-after", type=float, default=5.0)
+    parser.add_argument("--faults", default="hub,broker", help=f"comma-separated, of {', '.join(FAULTS)}")
+    parser.add_argument("--outage", type=float, default=10.0, help="seconds InfluxDB or Twilio stay down")
     parser.add_argument("--lease", type=float, default=5.0, help="HUB_HA_LEASE")
     parser.add_argument("--renew", type=float, default=1.0, help="HUB_HA_RENEW")
-    parser.add_argument("--verbose", action="store_true", help="every press: when, and its latency")
     parser.add_argument(
         "--ack-wait", default="5s", help="NATS mqtt ack_wait (redelivery to a dead connection)"
     )
+    parser.add_argument("--verbose", action="store_true", help="every press: when, and its latency")
     asyncio.run(run(parser.parse_args()))
 
 

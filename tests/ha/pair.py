@@ -93,6 +93,7 @@ class HubNode:
 
     def start(self) -> None:
         """Start the process (it campaigns for the lease in the background)."""
+        self.exit_status = None
         self.process.start()
 
     def status(self) -> dict[str, Any] | None:

@@ -258,8 +258,12 @@ async def test_a_paused_active_fences_itself_when_it_wakes(
                 node.start()
             await until(lambda: sorted(str(n.role()) for n in nodes) == ["active", "standby"], "roles", 90)
             active, standby = sorted(nodes, key=lambda n: n.role() != "active")
+            stopped = time.time()
             active.signal(signal.SIGSTOP)
-            await until(lambda: standby.role() == "active", "the standby's takeover", 60)
+            taken = await until(lambda: standby.role() == "active", "the standby's takeover", 60)
+            print(
+                f"\nSIGSTOP of the active -> the standby active: {taken - stopped:.2f} s (lease {ha.lease:g} s)"
+            )
             active.signal(signal.SIGCONT)
             await until(lambda: active.exited() is not None, "the woken hub's exit", 30)
             assert active.exited() == EXIT_LEASE_LOST

@@ -72,6 +72,11 @@ class Hub:
             if port is not None:
                 self.listening[component.name] = f"{component.settings.host}:{port}"  # type: ignore[attr-defined]
 
+    @property
+    def consumes(self) -> bool:
+        """Whether this process consumes uplinks and alerts (a single hub, or the active one of a pair)."""
+        return self.ha is None or self.ha.role == "active"
+
     async def health(self) -> list[ComponentHealth]:
         """Every component's health; with HA, the consumers' as this node's role has them."""
         results = await self.lifecycle.health()

@@ -159,7 +159,13 @@ class HaCoordinator:
             if not self.fence():
                 return
             started = time.perf_counter()
-            await step.run()
+            try:
+                await step.run()
+            except Exception as exc:
+                # Holding the lock without consuming would stall everyone: give it up (the process restarts).
+                log.exception("ha: takeover step %r failed", step.name)
+                self._lost(f"takeover step {step.name!r} failed: {type(exc).__name__}: {exc}")
+                return
             self.step_seconds[step.name] = time.perf_counter() - started
         if not self.fence():
             return

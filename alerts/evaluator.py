@@ -11,6 +11,7 @@ from sqlalchemy import select
 from alerts.alert import AlertQueue
 from alerts.engine import RuleEngine
 from alerts.failures import ENGINE, RuleFailures, TickHealth
+from alerts.restore import AlreadyRecorded, recorded_firing
 from alerts.ruleset import RuleSet
 from drivers.base import Driver
 from hub.db import Database
@@ -52,13 +53,17 @@ class RuleEvaluator:
         self.clock = clock
         self.queue = queue if queue is not None else AlertQueue()  # an empty queue is falsy
         self.failures = RuleFailures(on_failure=lambda rule: metrics.rules_failures.labels(rule).inc())
+        # Silence alerts a case already holds are not raised again after a start (alerts/restore.py).
+        self.restore = AlreadyRecorded(self.queue)
         self.engine = RuleEngine(
             rules or RuleSet.build(drivers, []),
-            self.queue,
+            self.restore,
             devices=ingest.directory.by_id,
             failures=self.failures,
         )
         self.ticks = TickHealth()
+        # HA: the consumers' check that this node still holds the lease (hub/ha); None on a single node.
+        self.fence: Callable[[], bool] | None = None
         self._tasks = TaskSet()
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -66,6 +71,7 @@ class RuleEvaluator:
         """Learn the places, re-arm deadlines from stored state, hook into ingest, start ticking."""
         await self.refresh_places()
         await self._restore_away()
+        self.restore.recorded = await recorded_firing(self.db)
         armed = self.engine.rearm(self.ingest.directory.entries(), self.ingest.states.all(), self.clock())
         log.info("rules: %d rules, %d devices armed", len(self.engine.rules), armed)
         self.ingest.pipeline.hooks.append(self.engine)
@@ -127,8 +133,12 @@ class RuleEvaluator:
         since_places = 0.0
         while True:
             await asyncio.sleep(TICK)
+            if self.fence is not None and not self.fence():
+                continue  # no longer the active hub: raise nothing
             now = self.clock()
             self.tick(now)
+            # Past deadlines fired at the first tick after the re-arm; what was held back is settled.
+            self.restore.recorded.clear()
             for stat, value in self.engine.stats().items():
                 self.metrics.rules.labels(stat).set(value)
             since_places += TICK

@@ -83,6 +83,7 @@ class Outbox:
         self._urgent_holds: list[Callable[[], None]] = []
         self._urgent_sending: set[int] = set()  # leader ids of urgent groups not yet handed over
         self.parking: ParkingLot | None = None  # where rows that keep failing for the hub's reasons go
+        self.fence: Callable[[], bool] | None = None  # HA: this node still holds the lease (hub/ha)
 
     # -- Notifier ---------------------------------------------------------------------------------
 
@@ -263,6 +264,8 @@ class Outbox:
         return len(groups)
 
     async def _claim(self) -> list[Group]:
+        if self.fence is not None and not self.fence():
+            return []  # no longer the active hub: the new one claims the rows
         now = self.clock()
         poisoned: list[Poisoned] = []
         async with self.db.session() as session:

@@ -80,6 +80,8 @@ class CaseService:
         )
         self.errors = 0
         self.ticks = 0
+        # HA: whether this node still holds the lease, asked before each alert and tick (hub/ha).
+        self.fence: Callable[[], bool] | None = None
         self._tasks = TaskSet()
         # An alert that fails is tried again (bounded, jittered) in a task of its own, then parked.
         self.parking = parking or ParkingLot(db, clock)
@@ -136,6 +138,9 @@ class CaseService:
         self.ticks += 1
 
     async def _handle(self, alert: Alert) -> None:
+        if self.fence is not None and not self.fence():
+            self.queue.done(alert)
+            return  # no longer the active hub: the new one raises it again from what it receives
         try:
             await self.pipeline.handle(alert)
         except Exception as exc:
@@ -187,7 +192,8 @@ class CaseService:
     async def _tick_loop(self) -> None:
         while True:
             try:
-                await self.tick_once()
+                if self.fence is None or self.fence():
+                    await self.tick_once()
                 self.tick_health.record(True)
             except Exception as exc:  # the next tick tries the due steps again (they are rows)
                 self.errors += 1

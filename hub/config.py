@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validato
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from alerts.limits import NotifyPolicy
+from hub.config_ha import HaSettings, ServerList, check_ha, parse_servers
 from hub.telemetry.influx import InfluxStoreConfig
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "CoapSettings",
     "DatabaseSettings",
     "GrafanaSettings",
+    "HaSettings",
     "MqttSettings",
     "Settings",
     "SimulateSettings",
@@ -66,6 +68,8 @@ class MqttSettings(_Section):
     port: int = Field(default=1883, ge=0, le=65535)
     # Demo and development: take a free port when the configured one is busy.
     port_fallback: bool = False
+    # A broker cluster (external mode): ``host:port,host:port``, tried in order; replaces host and port.
+    servers: ServerList | None = None
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = "iothub"
@@ -78,6 +82,11 @@ class MqttSettings(_Section):
     cert_file: Path | None = None  # the hub's client certificate, with key_file: both or neither
     key_file: Path | None = Field(default=None, validate_default=True)
     tls_server_name: str | None = None  # the name the broker's certificate must carry, if not ``host``
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """The external brokers to connect to, in failover order."""
+        return parse_servers(self.servers) if self.servers else [(self.host, self.port)]
 
     @field_validator("tls_server_name")
     @classmethod
@@ -267,6 +276,9 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    ha: HaSettings = Field(default_factory=HaSettings)
+
+    _ha_needs = field_validator("ha")(check_ha)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

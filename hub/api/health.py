@@ -49,17 +49,23 @@ async def _parked_warning(hub: Hub) -> str | None:
 
 @router.get("/readyz")
 async def readyz(hub: HubDep) -> JSONResponse:
-    """Every component with its state; 503 when one is not ready. Warnings do not make it unready."""
-    results = await hub.lifecycle.health()
+    """Every component with its state (and, with HA, this node's role and the lease holder); 503 when one is not ready.
+
+    Warnings do not make it unready.
+    """
+    results = await hub.health()
     for result in results:
         hub.metrics.component_up.labels(result.name).set(1 if result.ok else 0)
     ready = all(r.ok for r in results)
     warnings = [w for w in (_calendar_warning(hub), await _parked_warning(hub)) if w is not None]
-    body = {
+    body: dict[str, object] = {
         "status": "ready" if ready else "not ready",
         "components": {r.name: {"ok": r.ok, "detail": r.detail} for r in results},
         "warnings": warnings,
     }
+    if hub.ha is not None:
+        # Both nodes serve the API; this says which one consumes (role) and who holds the lease.
+        body["ha"] = await hub.ha.status()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

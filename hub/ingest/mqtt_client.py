@@ -70,7 +70,11 @@ class ExternalMqtt:
         self.received = 0
         self.paused = 0  # times reading paused for the store (backpressure)
         self.last_error: str | None = None
+        # The broker (cluster node) in use, an index into settings.brokers; a lost one hands over to the next.
+        self.broker = 0
         self._connection: MqttConnection | None = None
+        # HA: whether this node still holds the lease, asked for every message (hub/ha); None: single node.
+        self.fence: Callable[[], bool] | None = None
         self._routes: dict[str, DeviceTopic | None] = {}
         self._tasks = TaskSet()
 
@@ -84,9 +88,15 @@ class ExternalMqtt:
         self.commands.publish = None
         await self._tasks.stop(5.0)
 
+    @property
+    def where(self) -> str:
+        """The broker in use (or being tried), as host:port."""
+        host, port = self.settings.brokers[self.broker]
+        return f"{host}:{port}"
+
     async def health(self) -> tuple[bool, str]:
         """Connected and subscribed, or why not."""
-        where = f"{self.settings.host}:{self.settings.port}"
+        where = self.where
         if self.connected.is_set():
             return True, f"subscribed at {where}, {self.received} messages"
         return False, f"connecting to {where}" + (f" ({self.last_error})" if self.last_error else "")
@@ -105,10 +115,11 @@ class ExternalMqtt:
     async def _connect(self) -> MqttConnection:
         s = self.settings
         tls = self._tls
+        host, port = s.brokers[self.broker]
         try:
             return await MqttConnection.open(
-                s.host,
-                s.port,
+                host,
+                port,
                 self,
                 client_id=s.client_id,
                 username=s.username,
@@ -122,10 +133,12 @@ class ExternalMqtt:
         except TransportError as exc:
             if tls is None:
                 raise
-            raise TransportError(tls_failure(exc, s)) from exc
+            raise TransportError(tls_failure(exc, s, f"{host}:{port}")) from exc
 
     async def _run(self) -> None:
+        """Connect, subscribe, consume; when the broker goes, try the next one of the list, backing off per round."""
         delay = self.backoff[0]
+        tried = 0  # brokers tried since the last good connection
         while True:
             connection = None
             try:
@@ -138,17 +151,24 @@ class ExternalMqtt:
                 self.connects += 1
                 self.last_error = None
                 self.connected.set()
-                delay = self.backoff[0]
-                log.info("MQTT: subscribed at %s:%d", self.settings.host, self.settings.port)
+                delay, tried = self.backoff[0], 0
+                log.info("MQTT: subscribed at %s", self.where)
                 raise TransportError(await connection.closed)
             except TransportError as exc:
                 self.last_error = exc.message
-                log.warning("MQTT: %s; reconnecting in %.1fs", exc.message, delay)
             finally:
                 self._connection = None
                 self.connected.clear()
                 if connection is not None:
                     await connection.close()
+            # The next broker of the list at once (a cluster's other node holds the same session); once
+            # every one was tried, back off before the next round.
+            self.broker, tried = (self.broker + 1) % len(self.settings.brokers), tried + 1
+            if tried < len(self.settings.brokers):
+                log.warning("MQTT: %s; trying %s", self.last_error, self.where)
+                continue
+            log.warning("MQTT: %s; reconnecting in %.1fs", self.last_error, delay)
+            tried = 0
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff[1])
 
@@ -174,6 +194,8 @@ class ExternalMqtt:
 
     def take(self, topic: str, payload: bytes, retain: bool) -> bool:
         """Handle a message as it is read; False when its device must be looked up in the registry first."""
+        if self.fence is not None and not self.fence():
+            return False  # not ours any more: ``take_later`` holds it, unacknowledged, until the process ends
         parsed = self._route(topic)
         entry = None
         if parsed is not None and parsed.kind != "cmd":
@@ -189,6 +211,8 @@ class ExternalMqtt:
 
     async def take_later(self, topic: str, payload: bytes, retain: bool) -> None:
         """Look the device up, then handle the message."""
+        if self.fence is not None and not self.fence():
+            await asyncio.Event().wait()  # never: the broker gives the message to the new active instead
         parsed = self._route(topic)
         entry = None
         if parsed is not None:
@@ -241,9 +265,7 @@ class ExternalMqtt:
     async def _publish(self, topic: str, payload: bytes, qos: int) -> None:
         connection = self._connection
         if connection is None:
-            raise TransportError(
-                f"not connected to the MQTT broker at {self.settings.host}:{self.settings.port}"
-            )
+            raise TransportError(f"not connected to the MQTT broker at {self.where}")
         try:
             await connection.publish(topic, payload, qos)
         except TransportError as exc:

@@ -114,23 +114,18 @@ class DeviceStates:
             self._dirty.add(device_id)
 
     async def load(self) -> int:
-        """Read every stored status back (after a restart); returns how many."""
+        """Read every stored status back (after a restart, or a takeover); returns how many."""
         async with self.db.session() as session:
             rows = (await session.execute(select(DeviceStatus))).scalars().all()
         for row in rows:
-            # The bitmap is not stored: treat the whole window below the highest number as seen.
-            window = SeqWindow(row.seq_highest, (1 << WINDOW) - 1 if row.seq_highest >= 0 else 0)
-            self._live[row.device_id] = LiveStatus(
-                device_id=row.device_id,
-                last_seen=_epoch(row.last_seen),
-                last_activity=_epoch(row.last_activity),
-                online=row.online,
-                seq=window,
-                metrics=dict(row.metrics or {}),
-                last_event=row.last_event,
-                last_event_at=_epoch(row.last_event_at),
-            )
+            self._live[row.device_id] = _from_row(row)
         return len(rows)
+
+    async def read(self, device_id: int) -> LiveStatus | None:
+        """One device's status as last written to the database (a standby hub's view: the active writes it)."""
+        async with self.db.session() as session:
+            row = await session.get(DeviceStatus, device_id)
+        return None if row is None else _from_row(row)
 
     async def flush(self) -> int:
         """Upsert every status changed since the last flush; returns how many."""
@@ -179,6 +174,21 @@ class DeviceStates:
         stmt = stmt.on_conflict_do_update(index_elements=["device_id"], set_=columns)
         async with self.db.engine.begin() as conn:
             await conn.execute(stmt, rows)
+
+
+def _from_row(row: DeviceStatus) -> LiveStatus:
+    # The bitmap is not stored: treat the whole window below the highest number as seen.
+    window = SeqWindow(row.seq_highest, (1 << WINDOW) - 1 if row.seq_highest >= 0 else 0)
+    return LiveStatus(
+        device_id=row.device_id,
+        last_seen=_epoch(row.last_seen),
+        last_activity=_epoch(row.last_activity),
+        online=row.online,
+        seq=window,
+        metrics=dict(row.metrics or {}),
+        last_event=row.last_event,
+        last_event_at=_epoch(row.last_event_at),
+    )
 
 
 def _num(value: Value | None) -> float | None:

@@ -9,6 +9,7 @@ import pytest
 
 from .influxdb import InfluxServer
 from .mosquitto import MosquittoServer
+from .nats import NatsCluster
 from .postgres import PostgresDatabase
 from .prism import PrismServer
 
@@ -16,6 +17,7 @@ __all__ = [
     "influx_database",
     "influxdb",
     "mosquitto",
+    "nats_cluster",
     "postgres_database",
     "postgres_url",
     "prism",
@@ -51,6 +53,14 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Three NATS nodes with MQTT listeners, one JetStream cluster; a test may kill nodes (each test its own)."""
+    # A QoS 1 message delivered to a client that died is sent again after ack_wait: short here.
+    with NatsCluster(tmp_path_factory.mktemp("nats"), ack_wait="3s") as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

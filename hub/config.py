@@ -68,6 +68,9 @@ class MqttSettings(_Section):
     password: SecretStr | None = None
     client_id: str = "iothub"
     shared_group: str | None = None
+    # With shared_group: how long a probe may take to come back through the shared filter before the
+    # broker is taken not to deliver $share subscriptions (docs/mqtt.md); longer while messages flow.
+    shared_probe_timeout: float = Field(default=5.0, gt=0)
     qos: Literal[0, 1] = 1
     max_payload: int = Field(default=64 * 1024, gt=0)
     # The embedded broker's limits (docs/mqtt.md): a whole CONNECT within connect_timeout seconds of the

@@ -106,25 +106,25 @@ class GuardedReader(ReaderAdapter):  # type: ignore[misc]
         self._head = bytearray()  # the fixed header being read: kept if amqtt cancels a read
         self._data = b""  # checked bytes amqtt has not read yet
         self._pos = 0
-        self._grace: float | None = None  # 1.5 × the CONNECT's keep-alive; None: keep-alive 0, no limit
-        self._last = self._loop.time()
+        self._grace = 0.0  # 1.5 × the CONNECT's keep-alive; 0: keep-alive 0, no limit
+        self._last = self._loop.time()  # when the last whole packet arrived
+        self._timer: asyncio.Handle | None = None
         self.ended = False
 
-    async def _frame(self) -> tuple[int, int, bytes]:
-        """The next whole packet (type, flags, body); safe to cancel between and during reads."""
+    async def _frame(self) -> tuple[bytes, bytes]:
+        """The next whole packet's fixed header and body; safe to cancel between and during reads."""
         stream, head = self._stream, self._head
         while (length := remaining_length(head) if len(head) >= 2 else None) is None:
             head += await stream.readexactly(1 if head else 2)
         if length > self._guard.max_packet:
             raise TooLarge(f"a packet of {length} bytes (the limit is {self._guard.max_packet})")
         body = await stream.readexactly(length) if length else b""
-        first = head[0]
         self._head = bytearray()
-        return first >> 4, first & 0x0F, body
+        return bytes(head), body
 
     def _close(self, reason: str, detail: str, *, flush: bool = False) -> None:
         """End the connection, counted; amqtt then reads the end of the stream."""
-        self.ended = True
+        self.end()
         self._guard.count(reason)
         log.info("MQTT: closed the connection from %s (%s: %s)", self.peer, reason, detail)
         if flush:
@@ -132,14 +132,22 @@ class GuardedReader(ReaderAdapter):  # type: ignore[misc]
         else:
             self._transport.abort()
 
+    def end(self) -> None:
+        """The connection is over: stop watching its keep-alive."""
+        self.ended = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def read_connect(self) -> bool:
         """Read the CONNECT within the connect timeout and check its protocol level; False: closed."""
         timeout = self._guard.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                kind, flags, body = await self._frame()
-            if kind != CONNECT or flags:
-                raise Malformed(f"packet type {kind} (flags {flags}) where a CONNECT belongs")
+                self._head += await self._stream.readexactly(1)
+                if self._head[0] != CONNECT << 4:  # not MQTT, or not a CONNECT: no need to read on
+                    raise Malformed(f"first byte {self._head[0]:#04x} where a CONNECT belongs")
+                head, body = await self._frame()
             name, level, keepalive = connect_header(body)
             if (name, level) != ("MQTT", 4):
                 # 3.1.1 §3.1.2.2; MQTT 5 clients read this CONNACK too (mosquitto_pub, paho).
@@ -156,43 +164,50 @@ class GuardedReader(ReaderAdapter):  # type: ignore[misc]
             self._close("too_large" if isinstance(exc, TooLarge) else "malformed", str(exc))
             return False
         except (EOFError, OSError):
-            self.ended = True  # the client left before its CONNECT
+            self.end()  # the client left before its CONNECT
             return False
-        self._grace = keepalive * 1.5 if keepalive else None
-        self._push(CONNECT << 4, body)
+        self._data, self._last = head + body, self._loop.time()
+        if keepalive:
+            self._grace = keepalive * 1.5
+            self._timer = self._loop.call_at(self._last + self._grace, self._expire)
         return True
 
-    def _push(self, first: int, body: bytes) -> None:
-        header = bytearray([first])
-        length = len(body)
-        while True:
-            byte, length = length % 128, length // 128
-            header.append(byte | 0x80 if length else byte)
-            if not length:
-                break
-        self._data = self._data[self._pos :] + bytes(header) + body
-        self._pos = 0
-        self._last = self._loop.time()
+    def _expire(self, confirm: bool = False) -> None:
+        """The keep-alive timer: close a connection silent for 1.5 × its keep-alive, else wait on.
+
+        The timer is not moved at every packet (that cost more than the rest of the guard): it fires at
+        the earliest deadline and re-arms from the last packet. A silent connection is closed only one
+        turn of the loop later, so that data received in the same turn as the timer is read first.
+        """
+        self._timer = None
+        if self.ended or self._transport.is_closing():
+            return
+        due = self._last + self._grace
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._expire)
+        elif confirm:
+            self._close("keepalive", f"no packet for {self._grace:g} s, 1.5 × its keep-alive")
+        else:
+            self._timer = self._loop.call_soon(self._expire, True)
 
     async def _next(self) -> bool:
         """Read and check one more packet; False once the connection is over."""
         if self.ended:
             return False
-        when = None if self._grace is None else self._last + self._grace
         try:
-            async with asyncio.timeout_at(when):
-                kind, flags, body = await self._frame()
-            check_client_packet(kind, flags, body)
-        except TimeoutError:
-            self._close("keepalive", f"no packet for {self._grace:g} s, 1.5 × its keep-alive")
-            return False
+            head, body = await self._frame()
+            check_client_packet(head[0] >> 4, head[0] & 0x0F, body)
         except Malformed as exc:
             self._close("too_large" if isinstance(exc, TooLarge) else "malformed", str(exc))
             return False
         except (EOFError, OSError):
-            self.ended = True  # closed by the client or lost: amqtt reads the end of the stream
+            if not self.ended:
+                self.end()  # closed by the client or lost: amqtt reads the end of the stream
             return False
-        self._push(kind << 4 | flags, body)
+        self._last = self._loop.time()
+        data = head + body
+        self._data = self._data[self._pos :] + data if self._pos < len(self._data) else data
+        self._pos = 0
         return True
 
     async def read(self, n: int = -1) -> bytes:
@@ -258,6 +273,7 @@ class GuardedBroker(Broker):  # type: ignore[misc]
         except OSError as exc:
             log.info("MQTT: the connection from %s failed: %s", packets.peer, exc)
         finally:
+            packets.end()
             guard.release()
             if not writer.transport.is_closing():
                 writer.transport.abort()

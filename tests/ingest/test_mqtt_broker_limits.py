@@ -238,6 +238,38 @@ MALFORMED: list[tuple[str, bytes, str]] = [
 ]
 
 
+def bare_connect(flags: int = 0x02, payload: bytes = b"\x00\x04SD-1") -> bytes:
+    """A 3.1.1 CONNECT with the given flags and payload bytes as they are."""
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x3c" + payload
+    return bytes([0x10, len(body)]) + body
+
+
+MALFORMED_CONNECTS: list[tuple[str, bytes]] = [
+    ("a PUBLISH first", wire.publish_packet("devices/SD-1/up", b"{}", 0)),
+    ("CONNECT with flags in its first byte", b"\x11" + bare_connect()[1:]),
+    ("client id longer than the packet", bare_connect(payload=b"\x00\x09SD-1")),
+    ("bytes after the payload", bare_connect(payload=b"\x00\x04SD-1\x00")),
+    ("will flag without a will", bare_connect(flags=0x06)),
+    ("user name flag without one", bare_connect(flags=0x82)),
+    ("protocol name cut short", b"\x10\x03\x00\x04M"),
+    ("an HTTP request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+]
+
+
+async def test_a_malformed_connect_is_closed_without_an_answer(db: Database, tmp_path: Path) -> None:
+    """Anything but a well-formed CONNECT first: closed, counted, nothing sent back."""
+    async with broker(db, tmp_path, "SD-1") as (rig, _component, port):
+        for what, packet in MALFORMED_CONNECTS:
+            before = closed(rig.metrics, "malformed")
+            reader, writer = await raw(port)
+            writer.write(packet)
+            assert await until_closed(reader) == b"", what
+            assert closed(rig.metrics, "malformed") == before + 1, what
+            writer.close()
+        reader, writer = await logged_in(port, rig, "SD-1")
+        writer.close()
+
+
 async def test_a_malformed_packet_closes_the_connection_and_is_counted(db: Database, tmp_path: Path) -> None:
     """A PUBLISH to a wildcard topic holding a PINGREQ gets no PINGRESP: the connection is closed (§4.8)."""
     async with broker(db, tmp_path, "SD-1") as (rig, _component, port):

@@ -117,7 +117,11 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=50_000, help="PUBLISHes per round (a multiple of 1000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--messages", type=int, default=50_000, help="PUBLISHes per round (a multiple of 1000)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     asyncio.run(main(parser.parse_args()))

@@ -74,18 +74,26 @@ mqtt {{
 """
 
 
+def _distinct_port(taken: set[int]) -> int:
+    """A free port not handed out before in ``taken`` (the kernel may offer one twice in a row)."""
+    while (port := free_port()) in taken:
+        pass
+    taken.add(port)
+    return port
+
+
 class NatsNode(LocalServer):
     """One ``nats-server`` process; ``kill()`` is SIGKILL, ``start()`` brings it back on the same ports."""
 
     ready_timeout = 30.0
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, taken: set[int] | None = None) -> None:
         self.root = root
         self.name = name
-        self.port = free_port()  # MQTT
-        self.client_port = free_port()
-        self.cluster_port = free_port()
-        self.monitor_port = free_port()
+        taken = set() if taken is None else taken
+        self.port, self.client_port, self.cluster_port, self.monitor_port = (
+            _distinct_port(taken) for _ in range(4)
+        )
         root.mkdir(parents=True, exist_ok=True)
         self.config_path = root / "nats.conf"
         self._process = ManagedProcess(
@@ -144,7 +152,8 @@ class NatsCluster:
 
     def __init__(self, root: Path, size: int = 3, *, ack_wait: str = ACK_WAIT) -> None:
         self.root = root
-        self.nodes = [NatsNode(root / f"n{i + 1}", f"n{i + 1}") for i in range(size)]
+        taken: set[int] = set()
+        self.nodes = [NatsNode(root / f"n{i + 1}", f"n{i + 1}", taken) for i in range(size)]
         replicas = min(size, 3)
         for node in self.nodes:
             routes = [other.cluster_port for other in self.nodes if other is not node]

@@ -74,8 +74,15 @@ class MqttSettings(_Section):
     password: SecretStr | None = None
     client_id: str = "iothub"
     shared_group: str | None = None
+    # With shared_group: how long a probe may take to come back through the shared filter before the
+    # broker is taken not to deliver $share subscriptions (docs/mqtt.md); longer while messages flow.
+    shared_probe_timeout: float = Field(default=5.0, gt=0)
     qos: Literal[0, 1] = 1
     max_payload: int = Field(default=64 * 1024, gt=0)
+    # The embedded broker's limits (docs/mqtt.md): a whole CONNECT within connect_timeout seconds of the
+    # TCP connection; connections past max_connections closed at once. Keep the cap under `ulimit -n`.
+    connect_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=10_000, gt=0)
     # TLS to the external broker. Each file is loaded here, so a bad one stops the start with its name.
     tls: bool = False
     ca_file: Path | None = None  # None: the system's trust store

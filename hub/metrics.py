@@ -29,6 +29,18 @@ class HubMetrics:
             ["transport", "kind", "reason"],
             registry=r,
         )
+        self.mqtt_connections = Gauge(
+            "iothub_mqtt_connections", "Open TCP connections to the embedded MQTT broker", registry=r
+        )
+        self.mqtt_connections_limit = Gauge(
+            "iothub_mqtt_connections_limit", "The embedded broker's HUB_MQTT_MAX_CONNECTIONS", registry=r
+        )
+        self.mqtt_closed = Counter(
+            "iothub_mqtt_closed",
+            "Connections the embedded MQTT broker refused or closed, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "iothub_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
         )

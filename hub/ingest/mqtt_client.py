@@ -18,6 +18,7 @@ from hub.errors import TransportError
 from hub.ingest.commands import CommandRecord, Commands
 from hub.ingest.directory import DeviceEntry
 from hub.ingest.mqtt_auth import TRANSPORT, DeviceGate
+from hub.ingest.mqtt_probe import SharedProbe
 from hub.ingest.mqtt_session import MqttConnection
 from hub.ingest.mqtt_tls import broker_tls, tls_failure
 from hub.ingest.service import IngestService
@@ -77,6 +78,17 @@ class ExternalMqtt:
         self.fence: Callable[[], bool] | None = None
         self._routes: dict[str, DeviceTopic | None] = {}
         self._tasks = TaskSet()
+        # With a shared group, each connection proves first that the broker delivers through $share.
+        self.probe = (
+            SharedProbe(
+                settings.shared_group,
+                settings.client_id,
+                f"{settings.host}:{settings.port}",
+                settings.shared_probe_timeout,
+            )
+            if settings.shared_group
+            else None
+        )
 
     async def start(self) -> None:
         """Start connecting in the background; ``connected`` is set once subscribed."""
@@ -143,11 +155,7 @@ class ExternalMqtt:
             connection = None
             try:
                 connection = self._connection = await self._connect()
-                filters = [
-                    (topic, self.settings.qos)
-                    for topic, _shared in hub_subscriptions(self.settings.shared_group)
-                ]
-                await connection.subscribe(filters, still_busy=self._count_changed())
+                await self._subscribe(connection)
                 self.connects += 1
                 self.last_error = None
                 self.connected.set()
@@ -171,6 +179,21 @@ class ExternalMqtt:
             tried = 0
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff[1])
+
+    async def _subscribe(self, connection: MqttConnection) -> None:
+        """Subscribe the hub's filters; with a shared group, prove that the broker delivers through them."""
+        qos, probe = self.settings.qos, self.probe
+        filters = [(topic, qos) for topic, _shared in hub_subscriptions(self.settings.shared_group)]
+        if probe is None:
+            await connection.subscribe(filters, still_busy=self._count_changed())
+            return
+        try:
+            await connection.subscribe([*filters, (probe.filter, qos)], still_busy=self._count_changed())
+        except TransportError as exc:
+            if not exc.message.startswith("MQTT broker refused the subscription"):
+                raise
+            raise probe.refused(exc) from exc
+        await probe.prove(connection, self._count_changed())
 
     def _count_changed(self) -> Callable[[], bool]:
         """A check that is True when messages arrived since it was last asked."""
@@ -248,6 +271,8 @@ class ExternalMqtt:
         self.received += 1
         pipeline = self.ingest.pipeline
         if parsed is None or parsed.kind == "cmd":
+            if parsed is None and self.probe is not None and self.probe.take(topic, payload):
+                return  # the shared-subscription probe, never telemetry
             pipeline.refuse(TRANSPORT, "", "acl", f"not a device uplink topic: {topic[:200]}", payload)
             return
         if parsed.kind == "status" and not payload:

@@ -9,18 +9,21 @@ import pytest
 
 from .influxdb import InfluxServer
 from .mosquitto import MosquittoServer
-from .nats import NatsCluster
+from .nats import NatsCluster, NatsNode
 from .postgres import PostgresDatabase
 from .prism import PrismServer
+from .rabbitmq import RabbitMqServer
 
 __all__ = [
     "influx_database",
     "influxdb",
     "mosquitto",
     "nats_cluster",
+    "nats_mqtt",
     "postgres_database",
     "postgres_url",
     "prism",
+    "rabbitmq",
 ]
 
 
@@ -80,6 +83,29 @@ def postgres_url(postgres_database: PostgresDatabase) -> str:
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrismServer]:
     """Run one Prism serving Twilio's OpenAPI spec for the session."""
     server = PrismServer(tmp_path_factory.mktemp("prism"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def nats_mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsNode]:
+    """Run one NATS server (JetStream, an MQTT listener) for the session."""
+    node = NatsNode(tmp_path_factory.mktemp("nats") / "n1", "n1")
+    node.configure([], 1)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMqServer]:
+    """Run one private RabbitMQ node with its MQTT plug-in for the session (it takes seconds to start)."""
+    server = RabbitMqServer(tmp_path_factory.mktemp("rabbitmq"))
     try:
         server.start()
         yield server

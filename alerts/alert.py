@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
+from alerts.categories import correlate_of
+from drivers.base import Correlate
 from hub.priority import UrgentLane
 
 __all__ = ["Alert", "AlertQueue", "AlertSink", "AlertState", "fingerprint", "make_alert"]
@@ -51,7 +53,10 @@ class Alert:
     place_id: int | None = None
     value: float | str | None = None
     ended_at: float | None = None
-    summary: str = ""
+    # What happened, for people: {"zh-CN": …, "en": …} (the rule's text; empty only for hand-made alerts).
+    text: Mapping[str, str] = field(default_factory=dict)
+    # "building": alerts of one building and category fold into one case; "none": this alert's own case.
+    correlate: Correlate = "none"
 
     @property
     def firing(self) -> bool:
@@ -78,9 +83,15 @@ def make_alert(
     place_id: int | None = None,
     household: int | None = None,
     value: float | str | None = None,
+    text: Mapping[str, str] | None = None,
+    correlate: Correlate | None = None,
     summary: str = "",
 ) -> Alert:
-    """Build a firing alert with its identifying labels and fingerprint."""
+    """Build a firing alert with its identifying labels and fingerprint.
+
+    ``text`` is what it says to people (``summary``: one string for both languages); ``correlate`` defaults
+    to the category's (alerts/data/categories.yaml).
+    """
     labels = {"alertname": name, "rule_type": rule_type}
     if device_serial is not None:
         labels["device"] = device_serial
@@ -105,7 +116,8 @@ def make_alert(
         kind=kind,
         place_id=place_id,
         value=value,
-        summary=summary,
+        text=MappingProxyType(dict(text) if text else ({"zh-CN": summary, "en": summary} if summary else {})),
+        correlate=correlate_of(category) if correlate is None else correlate,
     )
 
 

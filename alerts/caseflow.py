@@ -6,104 +6,21 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.alert import Alert
 from alerts.cases import Action, CaseSource, CaseState, EventKind, next_state
 from alerts.casestore import CaseConfig, NewCase, PlaceRef, add_event, get_case, open_planned
-from alerts.contracts import Notification, Notifier
+from alerts.categories import categories
 from alerts.dedup import Decision, DedupReason
 from alerts.escalation import StepSpec, cancel_planned, plan_steps, policy_for
-from alerts.sla import SlaClock, Urgency
-from hub.db.cases import Case, CaseAlert, CaseEvent, EscalationStep
+from alerts.sla import Milestone, SlaClock, Urgency
+from hub.db.cases import Case, CaseAlert, EscalationStep
 from hub.db.places import Place
 from hub.errors import Conflict, InvalidInput
 
-__all__ = ["RATING", "apply_alert", "open_alert_case", "rating_contact", "request_ratings", "transition"]
-
-# The reason of the "feedback" timeline line marking a resolved case whose reporter or household was asked.
-RATING = "rating_request"
-# Cases resolved longer ago are not asked any more (the scheduler asks within a tick).
-RATING_WINDOW = dt.timedelta(days=1)
-
-
-def _language_of(phone: str) -> str:
-    return "zh-CN" if phone.startswith("+86") else "en"
-
-
-async def rating_contact(session: AsyncSession, case: Case) -> tuple[str, str] | None:
-    """(phone, language) to ask for a rating: the citizen reporter, else the household's first contact phone."""
-    if case.reporter_phone:
-        return case.reporter_phone, _language_of(case.reporter_phone)
-    home = None if case.household_id is None else await session.get(Place, case.household_id)
-    for contact in home.contacts or [] if home is not None else []:
-        phone = contact.get("phone") if isinstance(contact, dict) else None
-        if phone:
-            language = contact.get("language")
-            return str(phone), language if language in ("zh-CN", "en") else _language_of(str(phone))
-    return None
-
-
-async def request_ratings(
-    session: AsyncSession, notifier: Notifier, now: dt.datetime, *, limit: int = 100
-) -> int:
-    """Ask for a rating (one ``rating_request`` SMS) for each case resolved since its last request.
-
-    A ``rating_request`` line on the timeline marks the case as asked (also when there is no phone), in
-    the same transaction as the SMS; the idempotency key keeps it to one per resolution.
-    """
-    asked = select(CaseEvent.id).where(
-        CaseEvent.case_id == Case.id,
-        CaseEvent.kind == str(EventKind.FEEDBACK),
-        CaseEvent.reason == RATING,
-        CaseEvent.at >= Case.resolved_at,
-    )
-    query = (
-        select(Case)
-        .where(Case.state == CaseState.RESOLVED, Case.resolved_at >= now - RATING_WINDOW, ~exists(asked))
-        .order_by(Case.resolved_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    notes = []
-    for case in (await session.execute(query)).scalars():
-        contact = await rating_contact(session, case)
-        note = f"rating requested from {contact[0]}" if contact else "no phone to ask for a rating"
-        add_event(
-            session,
-            case,
-            EventKind.FEEDBACK,
-            actor="rating",
-            channel="system",
-            at=now,
-            note=note,
-            reason=RATING,
-        )
-        if contact is None:
-            continue
-        facts = {
-            "category": case.category,
-            "place_id": case.place_id,
-            "opened_at": case.opened_at.isoformat(),
-        }
-        # No step id: a failed rating request must not make the escalation call anyone.
-        notes.append(
-            Notification(
-                f"rating:{case.id}:{case.reopened}",
-                "rating_request",
-                "sms",
-                None,
-                contact[0],
-                "en" if contact[1] == "en" else "zh-CN",
-                case.id,
-                case.code,
-                None,
-                now,
-                facts,
-            )
-        )
-    return await notifier.enqueue(session, notes) if notes else 0
+__all__ = ["apply_alert", "open_alert_case", "transition"]
 
 
 def _still_overdue(case: Case, now: dt.datetime) -> bool:
@@ -182,6 +99,7 @@ async def _reopen(session: AsyncSession, case: Case, now: dt.datetime, cfg: Case
     policy = cfg.sla.for_category(case.category)
     clock = SlaClock.start(policy, now, cfg.calendar)
     case.accept_due, case.reply_due, case.resolve_due = clock.accept_due, clock.reply_due, clock.resolve_due
+    case.reply_due_estimated = Milestone.REPLY in clock.estimated
     await cancel_planned(session, case.id, "reopened")
     steps = await policy_for(session, case.place_path, case.category, urgent=policy.urgency is Urgency.URGENT)
     await plan_steps(session, case.id, case.place_id, steps, now, first_seq=100 * case.reopened)
@@ -227,12 +145,15 @@ async def open_alert_case(
 ) -> tuple[Case, list[EscalationStep]]:
     """A new case opened by ``alert`` (joined in the case's INSERT); returns its planned steps too."""
     actor = f"rule:{alert.name}"[:120]
+    # What people read: the alert's text, or the category's name; never the rule's id.
+    texts = dict(alert.text) if alert.text else categories()[alert.category].name.as_dict()
     new = NewCase(
         source=str(CaseSource.SENSOR),
         category=alert.category,
         severity=alert.severity,
         place=place,
-        summary=alert.summary or alert.name,
+        summary=texts["zh-CN"],
+        summary_texts=texts,
         fingerprint=alert.fingerprint,
         device_id=alert.device_id,
     )

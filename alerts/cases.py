@@ -89,6 +89,7 @@ class EventKind(StrEnum):
     STEP = "step"
     FEEDBACK = "feedback"
     RATED = "rated"
+    DEADLINE = "deadline"  # a due time computed again (an estimated reply deadline firmed up by a notice)
 
 
 _S = CaseState

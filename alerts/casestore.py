@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.cases import CaseState, EventKind, case_code, check_category, check_channel
 from alerts.dedup import DedupPolicy
 from alerts.escalation import StepSpec, plan_steps, policy_for
-from alerts.sla import SlaClock, SlaPolicies, Urgency, default_policies
+from alerts.sla import Milestone, SlaClock, SlaPolicies, Urgency, default_policies
 from alerts.workdays import WorkdayCalendar
 from hub.db.cases import Case, CaseCounter, CaseEvent, EscalationStep
 from hub.db.places import LEVELS, subtree_bounds
@@ -74,6 +74,8 @@ class NewCase:
     place: PlaceRef | None
     summary: str = ""
     description: str = ""
+    # The summary in each language ({"zh-CN": …, "en": …}) when it is known in each (alerts).
+    summary_texts: Mapping[str, str] | None = None
     fingerprint: str | None = None
     device_id: int | None = None
     reporter_phone: str | None = None
@@ -181,6 +183,7 @@ async def open_planned(
         household_id=chain[_HOUSEHOLD] if len(chain) > _HOUSEHOLD else None,
         device_id=new.device_id,
         summary=new.summary,
+        summary_texts=None if new.summary_texts is None else dict(new.summary_texts),
         description=new.description,
         reporter_phone=new.reporter_phone,
         alert_count=1 if alerted else 0,
@@ -190,6 +193,7 @@ async def open_planned(
         reopened=0,
         accept_due=clock.accept_due,
         reply_due=clock.reply_due,
+        reply_due_estimated=Milestone.REPLY in clock.estimated,
         resolve_due=clock.resolve_due,
         opened_at=now,
         last_alert_at=now if alerted else None,

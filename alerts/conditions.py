@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from alerts.alert import Alert, AlertSink, make_alert
+from alerts.failures import FailureSink
 from alerts.rules import BatteryRule, EventRule, InactivityRule, OfflineRule, ThresholdRule
 from alerts.ruleset import DeviceRules, Threshold
 from drivers.base import Value
@@ -14,6 +15,10 @@ from hub.ingest.directory import DeviceEntry
 __all__ = ["Conditions", "Pending"]
 
 Fired = ThresholdRule | BatteryRule | EventRule | OfflineRule | InactivityRule
+
+
+def _reraise(rule: str, subject: str | None, exc: Exception, now: float) -> None:
+    raise exc
 
 
 @dataclass(slots=True)
@@ -29,8 +34,9 @@ class Pending:
 class Conditions:
     """The device-level alert state the engine keeps between readings; emits through ``emit``."""
 
-    def __init__(self, emit: AlertSink) -> None:
+    def __init__(self, emit: AlertSink, failed: FailureSink | None = None) -> None:
         self._emit = emit
+        self._failed = failed or _reraise
         self.firing: dict[tuple[str, int], Alert] = {}
         self.pending: dict[tuple[str, int], Pending] = {}
         self.last_event: dict[tuple[str, int], float] = {}
@@ -55,12 +61,21 @@ class Conditions:
             self.resolve(name, device_id, now)
 
     def due(self, now: float) -> int:
-        """Fire every pending condition whose for-duration has passed; returns how many."""
+        """Fire every pending condition whose for-duration has passed; returns how many fired.
+
+        One that fails stays pending and is tried again at the next tick.
+        """
         ready = [(k, p) for k, p in self.pending.items() if p.due <= now]
+        fired = 0
         for key, pending in ready:
-            del self.pending[key]
-            self.fire(pending.rule, pending.device, pending.due, pending.value)
-        return len(ready)
+            try:
+                self.fire(pending.rule, pending.device, pending.due, pending.value)
+            except Exception as exc:
+                self._failed(pending.rule.name, pending.device.serial, exc, now)
+                continue
+            self.pending.pop(key, None)
+            fired += 1
+        return fired
 
     def drop(self, name: str, device_id: int, now: float) -> None:
         """Forget a rule's state for a device (the rule no longer applies): resolve, unpend."""
@@ -76,20 +91,26 @@ class Conditions:
             # The quiet path: no threshold state for this device, so only a trigger can change anything.
             for threshold in thresholds:
                 value = metrics.get(threshold.metric)
-                if (
-                    value is not None
-                    and not isinstance(value, bool | str)
-                    and threshold.trigger(value, threshold.limit)
-                ):
-                    self.hot.add(device.id)
-                    self.threshold(threshold, device, value, now)
+                try:  # one failing rule costs its own evaluation only (free in 3.11 when nothing raises)
+                    if (
+                        value is not None
+                        and not isinstance(value, bool | str)
+                        and threshold.trigger(value, threshold.limit)
+                    ):
+                        self.hot.add(device.id)
+                        self.threshold(threshold, device, value, now)
+                except Exception as exc:
+                    self._failed(threshold.rule.name, device.serial, exc, now)
             return
         held = False
         for threshold in thresholds:
             value = metrics.get(threshold.metric)
             key = (threshold.rule.name, device.id)
             if value is not None and not isinstance(value, bool | str):
-                self.threshold(threshold, device, value, now)
+                try:
+                    self.threshold(threshold, device, value, now)
+                except Exception as exc:
+                    self._failed(threshold.rule.name, device.serial, exc, now)
             held = held or key in self.firing or key in self.pending
         if not held:
             self.hot.discard(device.id)
@@ -121,19 +142,29 @@ class Conditions:
     def events(self, rules: DeviceRules, device: DeviceEntry, events: tuple[str, ...], now: float) -> None:
         for event in events:
             for rule in rules.clears.get(event, ()):
-                self.resolve(rule.name, device.id, now)
+                try:
+                    self.resolve(rule.name, device.id, now)
+                except Exception as exc:
+                    self._failed(rule.name, device.serial, exc, now)
             for rule in rules.events.get(event, ()):
-                key = (rule.name, device.id)
-                if rule.clear_event is not None:
-                    if key not in self.firing:
-                        self.fire(rule, device, now, event)
-                    continue
-                if rule.cooldown_s > 0:
-                    last = self.last_event.get(key)
-                    if last is not None and now - last < rule.cooldown_s:
-                        continue
-                    self.last_event[key] = now
-                self.fire(rule, device, now, event, keep=False)  # a one-shot: the case closes it
+                try:
+                    self.event(rule, device, event, now)
+                except Exception as exc:
+                    self._failed(rule.name, device.serial, exc, now)
+
+    def event(self, rule: EventRule, device: DeviceEntry, event: str, now: float) -> None:
+        """One event rule for one reported event."""
+        key = (rule.name, device.id)
+        if rule.clear_event is not None:
+            if key not in self.firing:
+                self.fire(rule, device, now, event)
+            return
+        if rule.cooldown_s > 0:
+            last = self.last_event.get(key)
+            if last is not None and now - last < rule.cooldown_s:
+                return
+            self.last_event[key] = now
+        self.fire(rule, device, now, event, keep=False)  # a one-shot: the case closes it
 
     def fire(
         self, rule: Fired, device: DeviceEntry, at: float, value: float | str | None, *, keep: bool = True
@@ -149,7 +180,8 @@ class Conditions:
             kind=device.kind,
             place_id=device.place_id,
             value=value,
-            summary=rule.description,
+            text=rule.text,
+            correlate=rule.correlate,
         )
         if keep:
             self.firing[(rule.name, device.id)] = alert

@@ -76,7 +76,9 @@ class WheelSchedule:
         if self._done is None:
             if not self._buckets:
                 return []
-            self._done = min(self._buckets) - 1
+            # Done up to the bucket before now (or before the earliest entry), never beyond now: a deadline added
+            # later that falls before the first one known must not be pushed back to it.
+            self._done = min(*self._buckets, last) - 1
         out: list[int] = []
         slots: Iterable[int] = range(self._done + 1, last + 1)
         if last - self._done > len(self._buckets):
@@ -139,6 +141,14 @@ class DeadmanTracker:
         self._due[key] = deadline
         self._schedule.add(deadline, key)
         return recovered
+
+    def retry(self, key: int, deadline: float) -> None:
+        """An expiry whose alert could not be fired: back to due at the same deadline, seen again next tick."""
+        if self._expired.pop(key, None) is None:
+            return
+        self.expired_total -= 1
+        self._due[key] = deadline
+        self._schedule.add(deadline, key)
 
     def retime(self, key: int, deadline: float) -> None:
         """Set a deadline that may be earlier than the current one (the rule's span changed)."""

@@ -1,4 +1,4 @@
-"""Which case an alert belongs to, and why: fingerprint dedup, building correlation, reopening (a reason enum)."""
+"""Which case an alert belongs to, and why: fingerprint dedup, declared building correlation, reopening (a reason)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import Select, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.cases import OPEN_STATES, CaseState
+from drivers.base import Correlate
 from hub.db.cases import Case, CaseAlert
 
 __all__ = [
@@ -49,13 +50,15 @@ class DedupPolicy:
 
 @dataclass(frozen=True, slots=True)
 class AlertFacts:
-    """What dedup needs of an alert: identity, category, whether it fires, where, and when."""
+    """What dedup needs of an alert: identity, category, whether it fires, where, when, and who shares it."""
 
     fingerprint: str
     category: str
     firing: bool
     building_id: int | None
     at: dt.datetime
+    # The alert's declared correlation: only "building" alerts may join another device's case.
+    correlate: Correlate = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,9 @@ def _open_case(fingerprint: str) -> Any:
 
 
 def _correlated(facts: AlertFacts, policy: DedupPolicy) -> Any:
-    if facts.building_id is None:
+    # A personal emergency never joins a neighbour's case; whether a building shares a hazard is the
+    # alert's declared data (driver event, rule, category table), not this stage's rule.
+    if facts.building_id is None or facts.correlate != "building":
         return null()
     # Resolved cases are left out: a new fire after one was put out is a new fire.
     active = [str(s) for s in (CaseState.DISCOVERED, CaseState.ACCEPTED, CaseState.IN_PROGRESS)]

@@ -9,6 +9,7 @@ from typing import Literal
 from alerts.alert import Alert, AlertSink
 from alerts.conditions import Conditions
 from alerts.deadman import DeadmanTracker
+from alerts.failures import ENGINE, RuleFailures
 from alerts.household import HouseholdWatch
 from alerts.ruleset import DeviceRules, RuleSet
 from drivers.base import Reading
@@ -34,16 +35,20 @@ class RuleEngine:
         places: Mapping[int, str] | None = None,
         devices: Callable[[int], DeviceEntry | None] | None = None,
         schedule: Literal["wheel", "heap"] = "wheel",
+        failures: RuleFailures | None = None,
     ) -> None:
         self._rules = rules
         self._sink = sink
+        # Failed evaluations, per rule; one failure costs one evaluation, not the reading or the tick.
+        self.failures = failures if failures is not None else RuleFailures()
+        self.last_tick_failures = 0
         self._places: dict[int, str] = dict(places or {})
         self._lookup = devices
         self._seen: dict[int, DeviceEntry] = {}  # only when no directory lookup is given
         self._watched: set[int] = set()  # places already checked for being a watched household
-        self.conditions = Conditions(self._emit)
+        self.conditions = Conditions(self._emit, self.failures)
         self.deadman = DeadmanTracker(schedule)
-        self.households = HouseholdWatch(rules.household_rules, self._emit)
+        self.households = HouseholdWatch(rules.household_rules, self._emit, self.failures)
         self.readings = 0
         self.emitted = 0
         self.sink_errors = 0
@@ -62,7 +67,11 @@ class RuleEngine:
         self.readings += 1
         if self._lookup is None:
             self._seen[device.id] = device
-        rules = self._device_rules(device)
+        try:
+            rules = self._device_rules(device)
+        except Exception as exc:
+            self.failures(ENGINE, device.serial, exc, now)
+            return
         conditions = self.conditions
         if rules.span is not None and self.deadman.touch(device.id, now + rules.span):
             assert rules.inactivity is not None
@@ -75,26 +84,52 @@ class RuleEngine:
             conditions.events(rules, device, reading.events, now)
         place_id = device.place_id
         if place_id is not None and (reading.activity or place_id not in self._watched):
-            self._household(place_id, now, reading.activity)
+            try:
+                self._household(place_id, now, reading.activity)
+            except Exception as exc:
+                self.failures(ENGINE, f"household {place_id}", exc, now)
 
     def on_offline(self, device: DeviceEntry, now: float) -> None:
         """The device went offline (last will, lost session): open its offline alert, after any grace."""
-        rule = self._device_rules(device).offline
-        if rule is not None:
-            self.conditions.went_offline(rule, device, now)
+        rule = None
+        try:
+            rule = self._device_rules(device).offline
+            if rule is not None:
+                self.conditions.went_offline(rule, device, now)
+        except Exception as exc:
+            self.failures(ENGINE if rule is None else rule.name, device.serial, exc, now)
 
     def tick(self, now: float) -> int:
-        """Advance for-durations, deadman deadlines and household windows; returns alerts fired."""
+        """Advance for-durations, deadman deadlines and household windows; returns alerts fired.
+
+        Each evaluation stands alone: one that fails is counted in ``failures`` (``last_tick_failures`` for this
+        tick) and tried again at the next tick, and every other device and household is still evaluated.
+        """
+        before = self.failures.total
         fired = self.conditions.due(now) if self.conditions.pending else 0
         for device_id, deadline in self.deadman.expire(now):
+            fired += self._silent(device_id, deadline, now)
+        fired += self.households.tick(now)
+        self.last_tick_failures = self.failures.total - before
+        return fired
+
+    def _silent(self, device_id: int, deadline: float, now: float) -> int:
+        """Fire one silent device's inactivity alert (1), or forget it (0); a failure is retried next tick."""
+        name, subject = ENGINE, str(device_id)
+        try:
             device = self._device(device_id)
+            subject = device.serial if device is not None else subject
             rules = self._device_rules(device) if device is not None else None
             if device is None or rules is None or rules.inactivity is None or rules.span is None:
                 self.deadman.forget(device_id)
-                continue
+                return 0
+            name = rules.inactivity.name
             self.conditions.fire(rules.inactivity, device, deadline, deadline - rules.span)
-            fired += 1
-        return fired + self.households.tick(now)
+        except Exception as exc:
+            self.deadman.retry(device_id, deadline)
+            self.failures(name, subject, exc, now)
+            return 0
+        return 1
 
     def rearm(self, devices: Iterable[DeviceEntry], statuses: Iterable[LiveStatus], now: float) -> int:
         """Rebuild deadlines after a start from stored last_seen/last_activity; returns devices armed."""
@@ -108,41 +143,63 @@ class RuleEngine:
             if self._lookup is None:
                 self._seen[device.id] = device
             status = by_id.get(device.id)
-            seen = status.last_seen if status is not None and status.last_seen is not None else now
-            rules = self._device_rules(device)
-            if rules.span is not None:
-                # From the stored last uplink, so a device silent since before the restart fires on time.
-                self.deadman.arm(device.id, seen + rules.span)
-                armed += 1
-            if device.place_id is not None:
-                active = status.last_activity if status is not None else None
-                known = homes.get(device.place_id)
-                homes[device.place_id] = active if known is None else max(known, active or known)
-            if status is not None and status.last_seen is not None and not status.online:
-                self.on_offline(device, now)
+            try:
+                armed += self._rearm_one(device, status, homes, now)
+            except Exception as exc:  # one device that cannot be armed must not stop the start
+                self.failures(ENGINE, device.serial, exc, now)
         for place_id, active in homes.items():
             # A household never seen active is counted from the start, not from the epoch.
-            self._household(place_id, now if active is None else active, False)
+            try:
+                self._household(place_id, now if active is None else active, False)
+            except Exception as exc:
+                self.failures(ENGINE, f"household {place_id}", exc, now)
+        return armed
+
+    def _rearm_one(
+        self, device: DeviceEntry, status: LiveStatus | None, homes: dict[int, float | None], now: float
+    ) -> int:
+        armed = 0
+        seen = status.last_seen if status is not None and status.last_seen is not None else now
+        rules = self._device_rules(device)
+        if rules.span is not None:
+            # From the stored last uplink, so a device silent since before the restart fires on time.
+            self.deadman.arm(device.id, seen + rules.span)
+            armed += 1
+        if device.place_id is not None:
+            active = status.last_activity if status is not None else None
+            known = homes.get(device.place_id)
+            homes[device.place_id] = active if known is None else max(known, active or known)
+        if status is not None and status.last_seen is not None and not status.online:
+            self.on_offline(device, now)
         return armed
 
     def swap(self, rules: RuleSet, now: float) -> None:
         """Put a new rule set in force; alerts of rules that no longer apply resolve at ``now``."""
         old, self._rules = self._rules, rules
         for device_id in list(self.deadman.keys()):
-            device = self._device(device_id)
-            if device is None:
-                continue
-            was, will = self._device_rules(device, old).span, self._device_rules(device).span
-            deadline = self.deadman.deadline(device_id)
-            if will is None:
-                self.deadman.forget(device_id)
-            elif was is not None and deadline is not None and will != was:
-                self.deadman.retime(device_id, deadline - was + will)
+            try:
+                self._retime(device_id, old)
+            except Exception as exc:  # this device keeps its deadline; the others move on
+                self.failures(ENGINE, str(device_id), exc, now)
         for name, device_id in list(self.conditions.firing) + list(self.conditions.pending):
-            device = self._device(device_id)
-            if device is None or name not in self._device_rules(device).names:
-                self.conditions.drop(name, device_id, now)
+            try:
+                device = self._device(device_id)
+                if device is None or name not in self._device_rules(device).names:
+                    self.conditions.drop(name, device_id, now)
+            except Exception as exc:
+                self.failures(name, str(device_id), exc, now)
         self.households.reload(rules.household_rules, now)
+
+    def _retime(self, device_id: int, old: RuleSet) -> None:
+        device = self._device(device_id)
+        if device is None:
+            return
+        was, will = self._device_rules(device, old).span, self._device_rules(device).span
+        deadline = self.deadman.deadline(device_id)
+        if will is None:
+            self.deadman.forget(device_id)
+        elif was is not None and deadline is not None and will != was:
+            self.deadman.retime(device_id, deadline - was + will)
 
     def knows_place(self, place_id: int) -> bool:
         """Whether the place map has ``place_id`` (a newer place needs ``set_places`` first)."""
@@ -172,6 +229,7 @@ class RuleEngine:
         """Counters and gauges for /metrics."""
         out: dict[str, float] = {
             "readings": self.readings,
+            "evaluation_failures": self.failures.total,
             "emitted": self.emitted,
             "sink_errors": self.sink_errors,
             "firing": len(self.conditions.firing),

@@ -10,6 +10,8 @@ from sqlalchemy import select
 
 from alerts.alert import AlertQueue
 from alerts.engine import RuleEngine
+from alerts.failures import ENGINE, RuleFailures, TickHealth
+from alerts.restore import AlreadyRecorded, recorded_firing
 from alerts.ruleset import RuleSet
 from drivers.base import Driver
 from hub.db import Database
@@ -50,9 +52,18 @@ class RuleEvaluator:
         self.metrics = metrics
         self.clock = clock
         self.queue = queue if queue is not None else AlertQueue()  # an empty queue is falsy
+        self.failures = RuleFailures(on_failure=lambda rule: metrics.rules_failures.labels(rule).inc())
+        # Silence alerts a case already holds are not raised again after a start (alerts/restore.py).
+        self.restore = AlreadyRecorded(self.queue)
         self.engine = RuleEngine(
-            rules or RuleSet.build(drivers, []), self.queue, devices=ingest.directory.by_id
+            rules or RuleSet.build(drivers, []),
+            self.restore,
+            devices=ingest.directory.by_id,
+            failures=self.failures,
         )
+        self.ticks = TickHealth()
+        # HA: the consumers' check that this node still holds the lease (hub/ha); None on a single node.
+        self.fence: Callable[[], bool] | None = None
         self._tasks = TaskSet()
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -60,6 +71,7 @@ class RuleEvaluator:
         """Learn the places, re-arm deadlines from stored state, hook into ingest, start ticking."""
         await self.refresh_places()
         await self._restore_away()
+        self.restore.recorded = await recorded_firing(self.db)
         armed = self.engine.rearm(self.ingest.directory.entries(), self.ingest.states.all(), self.clock())
         log.info("rules: %d rules, %d devices armed", len(self.engine.rules), armed)
         self.ingest.pipeline.hooks.append(self.engine)
@@ -121,12 +133,12 @@ class RuleEvaluator:
         since_places = 0.0
         while True:
             await asyncio.sleep(TICK)
+            if self.fence is not None and not self.fence():
+                continue  # no longer the active hub: raise nothing
             now = self.clock()
-            try:
-                self.engine.tick(now)
-            except Exception:
-                log.exception("rules: tick failed")
-            self.metrics.rules_last_tick.set(now)
+            self.tick(now)
+            # Past deadlines fired at the first tick after the re-arm; what was held back is settled.
+            self.restore.recorded.clear()
             for stat, value in self.engine.stats().items():
                 self.metrics.rules.labels(stat).set(value)
             since_places += TICK
@@ -136,6 +148,21 @@ class RuleEvaluator:
                     await self.refresh_places()
                 except Exception:
                     log.exception("rules: reloading places failed")
+
+    def tick(self, now: float) -> bool:
+        """One engine tick, counted: True when nothing in it failed (only then does the last-tick time move)."""
+        try:
+            self.engine.tick(now)
+            ok = self.engine.last_tick_failures == 0
+        except Exception as exc:  # isolation failed somewhere: the whole tick is lost, and says so
+            self.failures(ENGINE, None, exc, now)
+            ok = False
+        self.ticks.record(ok)
+        if ok:
+            self.metrics.rules_last_tick.set(now)
+        else:
+            self.metrics.rules_failed_ticks.inc()
+        return ok
 
     async def stop(self) -> None:
         """Unhook from ingest and stop ticking."""
@@ -149,8 +176,14 @@ class RuleEvaluator:
         await self._tasks.stop(2.0)
 
     async def health(self) -> tuple[bool, str]:
-        """Not ready when the deadman tracker stopped ticking or runs late."""
+        """Not ready when the deadman tracker stopped ticking or runs late, or when ticks keep failing."""
         stalled = self.engine.deadman.stalled(self.clock(), MAX_LAG)
         stats = self.engine.stats()
         detail = f"{len(self.engine.rules)} rules, {int(stats['firing'])} firing, queue {len(self.queue)}"
-        return not stalled, ("STALLED: " if stalled else "") + detail
+        if self.failures.total:
+            detail += f", {self.failures.total} failed evaluations"
+        if self.ticks.degraded:
+            rule, last = max(self.failures.last.items(), key=lambda item: item[1].at)
+            failing = f"{self.ticks.failed} of the last {self.ticks.window} ticks failed"
+            detail = f"DEGRADED: {failing}; last: {rule} for {last.subject or '-'}: {last.error}; {detail}"
+        return not stalled and not self.ticks.degraded, ("STALLED: " if stalled else "") + detail

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from alerts.alert import Alert, AlertSink, make_alert
+from alerts.failures import FailureSink
 from alerts.rules import HouseholdRule
 
 __all__ = ["HouseholdWatch", "idle_due", "next_due", "window_due"]
@@ -63,9 +64,10 @@ class _Home:
 class HouseholdWatch:
     """Per household: the last activity, the next check of each rule, firing alerts and away mode."""
 
-    def __init__(self, rules_for: RulesFor, emit: AlertSink) -> None:
+    def __init__(self, rules_for: RulesFor, emit: AlertSink, failed: FailureSink | None = None) -> None:
         self._rules_for = rules_for
         self._emit = emit
+        self._failed = failed
         self._homes: dict[int, _Home] = {}
         self._heap: list[tuple[float, int, str]] = []
 
@@ -129,40 +131,57 @@ class HouseholdWatch:
             self._schedule(home)
 
     def tick(self, now: float) -> int:
-        """Fire every household rule whose check time has come; returns how many fired."""
-        heap, fired = self._heap, 0
+        """Fire every household rule whose check time has come; returns how many fired.
+
+        A check that fails is counted (``failed``) and tried again at the next tick; the others go on.
+        """
+        heap, fired, retry = self._heap, 0, []
         while heap and heap[0][0] <= now:
             queued, place_id, name = heapq.heappop(heap)
             home = self._homes.get(place_id)
             if home is None or home.queued.get(name) != queued:
                 continue  # superseded by an earlier entry
             del home.queued[name]
-            due = home.due.get(name)
-            if due is None:
-                continue  # firing, or the rule is gone
-            if due > now:
-                # Activity moved the check later since this entry was queued: move the entry (lazy deletion).
-                self._queue(home, name, due)
-                continue
-            rule = next((r for r in home.rules if r.name == name), None)
-            if home.away or rule is None:
-                continue  # clear_away reschedules
-            del home.due[name]
-            alert = make_alert(
-                name=name,
-                rule_type="household",
-                severity=rule.severity,
-                category=rule.category,
-                started_at=due,
-                place_id=place_id,
-                household=place_id,
-                value=home.since,
-                summary=rule.description or f"no activity in household {place_id} since {home.since:.0f}",
-            )
-            home.firing[name] = alert
-            self._emit(alert)
-            fired += 1
+            try:
+                fired += self._check(home, name, now)
+            except Exception as exc:
+                if self._failed is None:
+                    raise
+                self._failed(name, f"household {place_id}", exc, now)
+                retry.append((home, name, queued))
+        for home, name, queued in retry:
+            self._queue(home, name, queued)
         return fired
+
+    def _check(self, home: _Home, name: str, now: float) -> int:
+        """One due check of one household rule: fire, or move the check (returns 1 when it fired)."""
+        due = home.due.get(name)
+        if due is None:
+            return 0  # firing, or the rule is gone
+        if due > now:
+            # Activity moved the check later since this entry was queued: move the entry (lazy deletion).
+            self._queue(home, name, due)
+            return 0
+        rule = next((r for r in home.rules if r.name == name), None)
+        if home.away or rule is None:
+            return 0  # clear_away reschedules
+        place_id = home.place_id
+        alert = make_alert(
+            name=name,
+            rule_type="household",
+            severity=rule.severity,
+            category=rule.category,
+            started_at=due,
+            place_id=place_id,
+            household=place_id,
+            value=home.since,
+            text=rule.text,
+            correlate=rule.correlate,
+        )
+        del home.due[name]
+        home.firing[name] = alert
+        self._emit(alert)
+        return 1
 
     def _schedule(self, home: _Home) -> None:
         home.due.clear()

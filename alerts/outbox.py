@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import case, event, func, select, update
@@ -23,7 +22,10 @@ from alerts.contracts import CaseActions, DeliveryFeedback, Notification
 from alerts.limits import NotifyPolicy, backoff, is_urgent
 from alerts.notifiers.base import ChannelSender, Outgoing, Sent
 from alerts.notifiers.delivery import report_feedback, sweep_lost
-from alerts.notifiers.gate import Group, form_groups, streets_of
+from alerts.notifiers.faults import Poisoned, claim_groups, park_poisoned, send_crashed
+from alerts.notifiers.gate import Group, streets_of
+from alerts.notifiers.rows import insert_ignoring_duplicates, jsonable
+from alerts.parking import ParkingLot
 from hub.config import Settings
 from hub.db import Database
 from hub.db.outbox import IN_FLIGHT_STATUSES, OutboxMessage
@@ -36,27 +38,6 @@ from provisioning.audit import record, utcnow
 __all__ = ["Outbox"]
 
 log = logging.getLogger(__name__)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _insert_ignoring_duplicates(dialect: str) -> Any:
-    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING, in the dialect's own construct."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(OutboxMessage).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(OutboxMessage).on_conflict_do_nothing(index_elements=["idempotency_key"])
 
 
 class Outbox:
@@ -101,6 +82,8 @@ class Outbox:
         self.lane = lane
         self._urgent_holds: list[Callable[[], None]] = []
         self._urgent_sending: set[int] = set()  # leader ids of urgent groups not yet handed over
+        self.parking: ParkingLot | None = None  # where rows that keep failing for the hub's reasons go
+        self.fence: Callable[[], bool] | None = None  # HA: this node still holds the lease (hub/ha)
 
     # -- Notifier ---------------------------------------------------------------------------------
 
@@ -124,7 +107,7 @@ class Outbox:
                 "language": n.language,
                 "street_id": street,
                 "urgent": is_urgent(n.kind, n.facts, self.policy),
-                "facts": _jsonable(n.facts),
+                "facts": jsonable(n.facts),
                 "status": "pending",
                 "due_at": n.due_at,
                 "next_attempt_at": n.due_at,
@@ -134,7 +117,7 @@ class Outbox:
             }
             for n, street in zip(unique, streets, strict=True)
         ]
-        stmt = _insert_ignoring_duplicates(session.get_bind().dialect.name)
+        stmt = insert_ignoring_duplicates(session.get_bind().dialect.name)
         new = len((await session.execute(stmt.returning(OutboxMessage.id), rows)).all())
         if new:
             # Wake the worker once the caller's transaction commits (not before: it could roll back).
@@ -193,6 +176,11 @@ class Outbox:
 
     def wake(self) -> None:
         """Make the worker look for due rows now."""
+        self._wake.set()
+
+    def report_soon(self) -> None:
+        """Tell the escalation of settled failures at the worker's next turn, not after a poll interval."""
+        self._books_now = True
         self._wake.set()
 
     def callback_url(self, outbox_id: int) -> str | None:
@@ -276,7 +264,10 @@ class Outbox:
         return len(groups)
 
     async def _claim(self) -> list[Group]:
+        if self.fence is not None and not self.fence():
+            return []  # no longer the active hub: the new one claims the rows
         now = self.clock()
+        poisoned: list[Poisoned] = []
         async with self.db.session() as session:
             # The responder's STOP comes with the rows (one statement less between an alarm and its SMS).
             query = (
@@ -292,7 +283,7 @@ class Outbox:
                 return []
             rows = [row for row, _stop in found]
             opted_out = {row.responder_id for row, stop in found if stop and row.responder_id is not None}
-            groups = await form_groups(session, rows, now, self.policy, self.gather_url, opted_out)
+            groups, poisoned = await claim_groups(self, session, rows, now, opted_out)
             for group in groups:
                 for row in group.rows:
                     row.status, row.claimed_at, row.attempts = "sending", now, row.attempts + 1
@@ -313,6 +304,7 @@ class Outbox:
                         {"reason": row.reason},
                         self.clock,
                     )
+        await park_poisoned(self, poisoned)
         return groups
 
     async def _send(self, group: Group) -> None:
@@ -326,6 +318,9 @@ class Outbox:
             sent = await channel.send(message)
         except NotifierError as exc:
             await self._failed(group, exc)
+            return
+        except Exception as exc:  # not Twilio's answer but the hub's fault: retried, then parked
+            await send_crashed(self, group, exc)
             return
         await self._record(group, sent)
 

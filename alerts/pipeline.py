@@ -62,7 +62,7 @@ def _in_test(alert: Alert, now: dt.datetime) -> Any:
 def alert_facts(alert: Alert, chain: Sequence[PlaceInfo], now: dt.datetime) -> AlertFacts:
     """Stage 1: what dedup needs, with the building taken from the place's chain (root first)."""
     building = chain[_BUILDING].id if len(chain) > _BUILDING else None
-    return AlertFacts(alert.fingerprint, alert.category, alert.firing, building, now)
+    return AlertFacts(alert.fingerprint, alert.category, alert.firing, building, now, alert.correlate)
 
 
 class AlertPipeline:

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from drivers.base import Correlate, Text
 from drivers.rules import CATEGORIES
 from hub.errors import InvalidInput
 
@@ -62,6 +63,24 @@ class _Rule(BaseModel):
     device: str | None = Field(default=None, min_length=1, description="one device's serial")
     enabled: bool = True
     description: str = ""
+    # What the alert says to people, {"zh-CN": …, "en": …}; without it, the event's or one made from the rule.
+    text: dict[str, str] | None = None
+    # "building": alerts of one building fold into one case; "none": each its own; unset: the event's, or the
+    # category's (alerts/data/categories.yaml).
+    correlate: Correlate | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _both_languages(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        try:
+            Text.of(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+        if any(len(v) > 200 for v in value.values()):
+            raise ValueError("a text is at most 200 characters")
+        return value
 
     @field_validator("category")
     @classmethod

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from alerts.describe import described
 from alerts.rules import (
     OPS,
     BatteryRule,
@@ -108,7 +109,8 @@ class RuleSet:
     """Driver defaults overlaid with configured rules; swap a whole RuleSet to change rules at run time."""
 
     def __init__(self, rules: Sequence[Rule], drivers: Mapping[str, Driver]) -> None:
-        self.rules: tuple[Rule, ...] = tuple(rules)
+        # Each rule with what its alerts say to people and whether a building shares them, decided once here.
+        self.rules: tuple[Rule, ...] = tuple(described(rule, drivers) for rule in rules)
         self.drivers = drivers
         self._device_serials = frozenset(r.device for r in self.rules if r.device is not None)
         self._households = tuple(r for r in self.rules if isinstance(r, HouseholdRule))

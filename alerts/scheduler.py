@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.caseflow import request_ratings
 from alerts.cases import CaseState, EventKind
 from alerts.casestore import CaseConfig, add_event
 from alerts.contracts import Channel, Notification, Notifier
 from alerts.directory import Directory, PlaceInfo, ResponderInfo
 from alerts.escalation import LEVEL_ROLE, parent_place
 from alerts.feedback import next_step_now
+from alerts.ratings import request_ratings
 from hub.db import Database
 from hub.db.cases import Case, EscalationStep
 from hub.db.places import Place
@@ -183,7 +183,8 @@ class EscalationScheduler:
             # The street the message's cost counts against (paths run district → street → …).
             "street_id": chain[1].id if len(chain) > 1 else None,
             "opened_at": case.opened_at.isoformat(),
-            "summary": case.summary or case.description,
+            # What happened in each language (a person's report: as they typed it).
+            "summary": case.summary_texts or case.summary or case.description,
             "count": case.alert_count,
             "escalated": step.origin == "overdue",
         }

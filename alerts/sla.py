@@ -97,19 +97,25 @@ class SlaClock:
     opened_at: datetime
     due: Mapping[Milestone, datetime]
     met: Mapping[Milestone, datetime] = field(default_factory=dict)
+    # Milestones whose due time counted days no holiday notice decides (the library's estimate did).
+    estimated: frozenset[Milestone] = frozenset()
 
     @classmethod
     def start(cls, policy: SlaPolicy, opened_at: datetime, calendar: WorkdayCalendar) -> SlaClock:
         """Compute the due times of a case opened at `opened_at` (the calendar counts working days)."""
         opened_at = _aware(opened_at, "opened_at")
         due: dict[Milestone, datetime] = {}
+        estimated: set[Milestone] = set()
         if policy.accept_within is not None:
             due[Milestone.ACCEPT] = opened_at + policy.accept_within
         if policy.reply_within_workdays is not None:
-            due[Milestone.REPLY] = calendar.add_workdays(opened_at, policy.reply_within_workdays)
+            reply = calendar.due_after(opened_at, policy.reply_within_workdays)
+            due[Milestone.REPLY] = reply.at
+            if reply.estimated:
+                estimated.add(Milestone.REPLY)
         if policy.resolve_within is not None:
             due[Milestone.RESOLVE] = opened_at + policy.resolve_within
-        return cls(policy, opened_at, MappingProxyType(due), MappingProxyType({}))
+        return cls(policy, opened_at, MappingProxyType(due), MappingProxyType({}), frozenset(estimated))
 
     @property
     def accept_due(self) -> datetime | None:

@@ -120,7 +120,7 @@ async def handle_test_alert(
         "place": None if place is None else place.name,
         "place_id": device.place_id,
         "opened_at": now.isoformat(),
-        "summary": alert.summary,
+        "summary": dict(alert.text),
     }
     notified = False
     if tech.phone is not None and notifier is not None:

@@ -10,8 +10,10 @@ from drivers import codec, commands, rules
 from hub.errors import DecodeError, InvalidInput
 
 __all__ = [
+    "LANGUAGES",
     "MAX_PAYLOAD",
     "CommandSpec",
+    "Correlate",
     "DecodeMeta",
     "Driver",
     "EventSpec",
@@ -20,6 +22,7 @@ __all__ = [
     "ParamSpec",
     "Parts",
     "Reading",
+    "Text",
     "Value",
 ]
 
@@ -27,10 +30,16 @@ Value = float | int | bool | str
 Format = Literal["auto", "json", "cbor", "binary"]
 Severity = Literal["critical", "major", "minor", "info"]
 MetricType = Literal["float", "int", "bool", "str"]
+# Whether alerts of one building fold into one case ("building": a hazard it shares, such as a fire) or each
+# device's or household's alert is its own case ("none": one person's emergency).
+Correlate = Literal["building", "none"]
+# The languages the hub speaks to people in (a responder's ``language``).
+LANGUAGES = ("zh-CN", "en")
 # (seq, ts, metrics, events, heartbeat or None when the payload did not say)
 Parts = tuple[int | None, float | None, dict[str, Value], tuple[str, ...], bool | None]
 
 MAX_PAYLOAD = 64 * 1024
+_EVENT_BYTE = 11  # offset of the event bits in every frame header (drivers/frame.py)
 _CONTENT_FORMATS: Mapping[int, Format] = {50: "json", 60: "cbor", 42: "binary"}
 
 
@@ -48,6 +57,31 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class Text:
+    """What people read, in each language the hub speaks."""
+
+    zh_cn: str
+    en: str
+
+    @classmethod
+    def of(cls, texts: Mapping[str, str]) -> Text:
+        """From a ``{"zh-CN": …, "en": …}`` mapping; InvalidInput unless both are there and non-empty."""
+        if set(texts) != set(LANGUAGES) or not all(isinstance(v, str) and v.strip() for v in texts.values()):
+            raise InvalidInput(
+                f"a text needs exactly {' and '.join(LANGUAGES)}, each non-empty", field="text"
+            )
+        return cls(texts["zh-CN"], texts["en"])
+
+    def get(self, language: str) -> str:
+        """The text in ``language`` (zh-CN unless it is en)."""
+        return self.en if language == "en" else self.zh_cn
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"zh-CN": …, "en": …}``, as stored and sent."""
+        return {"zh-CN": self.zh_cn, "en": self.en}
+
+
+@dataclass(frozen=True, slots=True)
 class MetricSpec:
     """A measured value: unit, type and the range a device may report."""
 
@@ -58,17 +92,26 @@ class MetricSpec:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     description: str = ""
+    # Its name for people, as in "温度 > 57 °C" (a threshold rule's text is made from it).
+    text: Text | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    """A normalized event name with the case category it opens and whether a person caused it."""
+    """A normalized event: its case category, whether a person caused it, its text, and who shares it.
+
+    ``alarm`` marks an alarm or emergency (fire, panic, fall, SOS, forced entry): an uplink carrying it
+    that the hub refuses for any reason is shown to the command center as ``alarm_refused``.
+    """
 
     name: str
     severity: Severity
     category: str
     activity: bool
     description: str = ""
+    text: Text = field(kw_only=True)
+    correlate: Correlate = field(kw_only=True)
+    alarm: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +163,9 @@ class Driver:
     refine: Callable[[dict[str, Value], tuple[str, ...]], tuple[str, ...]] | None = None
     activity_metrics: tuple[str, ...] = ()
     formats: tuple[Format, ...] = ("json", "cbor", "binary")
+    # The names of the frame's event bits, bit 0 first: how alarm_hint reads a frame that failed to decode.
+    frame_events: tuple[str, ...] = ()
+    alarm_events: frozenset[str] = field(init=False, repr=False, compare=False)
     _activity_events: frozenset[str] = field(init=False, repr=False, compare=False)
     _schema: dict[str, codec.Rule] = field(init=False, repr=False, compare=False)
 
@@ -130,6 +176,8 @@ class Driver:
             raise InvalidInput(f"driver {self.kind}: " + "; ".join(problems), field="default_rules")
         active = frozenset(name for name, spec in self.events.items() if spec.activity)
         object.__setattr__(self, "_activity_events", active)
+        alarms = frozenset(name for name, spec in self.events.items() if spec.alarm)
+        object.__setattr__(self, "alarm_events", alarms)
         object.__setattr__(self, "_schema", codec.schema(self.metrics))
 
     def decode(self, payload: bytes, meta: DecodeMeta | None = None) -> Reading:
@@ -149,6 +197,32 @@ class Driver:
         else:
             raise DecodeError("unknown_format", f"unknown format {fmt!r}")
         return self._reading(parts)
+
+    def alarm_hint(self, payload: bytes) -> tuple[str, ...]:
+        """The alarm events a payload that failed to decode seems to carry (best effort; never raises).
+
+        Read from the object's ``ev`` list, or from a frame's event byte whatever its CRC or body: enough
+        to tell the command center that a device tried to raise an alarm, not to open a case.
+        """
+        if not self.alarm_events or not payload or len(payload) > MAX_PAYLOAD:
+            return ()
+        names: list[str] = []
+        if payload[0] == self.magic:
+            if len(payload) > _EVENT_BYTE:
+                mask = payload[_EVENT_BYTE]
+                names = [name for bit, name in enumerate(self.frame_events) if mask >> bit & 1]
+        else:
+            try:
+                fmt = codec.sniff(payload)
+                if fmt == "binary":
+                    return ()  # another kind's frame
+                obj = codec.load_json(payload) if fmt == "json" else codec.load_cbor(payload)
+            except DecodeError:
+                return ()
+            listed = obj.get("ev") if isinstance(obj, dict) else None
+            if isinstance(listed, list):
+                names = [name for name in listed if isinstance(name, str)]
+        return tuple(name for name in dict.fromkeys(names) if name in self.alarm_events)
 
     def _reading(self, parts: Parts) -> Reading:
         seq, ts, metrics, events, heartbeat = parts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
+from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Text, Value
 from drivers.codec import check_ranges, invalid, schema
 from drivers.convert import BitNames, by_name, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fixed
@@ -19,17 +19,64 @@ _DEG = 10_000_000
 
 METRICS: dict[str, MetricSpec] = {
     **vocabulary("lat", "lon", "accuracy", "battery", "rssi", "moving"),
-    "recording": MetricSpec("recording", "", "bool", description="video is being recorded"),
-    "storage": MetricSpec("storage", "%", "int", 0, 100, description="storage used"),
+    "recording": MetricSpec(
+        "recording", "", "bool", description="video is being recorded", text=Text("正在录像", "recording")
+    ),
+    "storage": MetricSpec(
+        "storage", "%", "int", 0, 100, description="storage used", text=Text("存储占用", "storage used")
+    ),
 }
 SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = by_name(
-    EventSpec("sos", "critical", "sos", True, "the wearer pressed the SOS key"),
-    EventSpec("recording_started", "info", "activity", True, "recording started"),
-    EventSpec("recording_stopped", "info", "activity", True, "recording stopped"),
-    EventSpec("fall", "critical", "fall", False, "free fall and impact, then stillness"),
-    EventSpec("camera_covered", "major", "tamper", False, "the lens has been dark while recording"),
+    # The wearer's own emergencies: one case per camera, whoever else is in the building.
+    EventSpec(
+        "sos",
+        "critical",
+        "sos",
+        True,
+        "the wearer pressed the SOS key",
+        text=Text("执法记录仪一键求救", "Body camera SOS key pressed"),
+        correlate="none",
+        alarm=True,
+    ),
+    EventSpec(
+        "recording_started",
+        "info",
+        "activity",
+        True,
+        "recording started",
+        text=Text("执法记录仪开始录像", "Body camera started recording"),
+        correlate="none",
+    ),
+    EventSpec(
+        "recording_stopped",
+        "info",
+        "activity",
+        True,
+        "recording stopped",
+        text=Text("执法记录仪停止录像", "Body camera stopped recording"),
+        correlate="none",
+    ),
+    EventSpec(
+        "fall",
+        "critical",
+        "fall",
+        False,
+        "free fall and impact, then stillness",
+        text=Text("执法记录仪佩戴者跌倒", "Body camera wearer fell"),
+        correlate="none",
+        alarm=True,
+    ),
+    EventSpec(
+        "camera_covered",
+        "major",
+        "tamper",
+        False,
+        "the lens has been dark while recording",
+        text=Text("镜头被遮挡", "Camera lens covered"),
+        correlate="building",
+    ),
 )
 
 COMMANDS: dict[str, CommandSpec] = by_name(
@@ -63,6 +110,7 @@ RULES = (
         "for_s": 0,
         "severity": "minor",
         "category": "battery",
+        "text": {"zh-CN": "执法记录仪电量低", "en": "Body camera battery low"},
     },
     {
         "name": "storage-full",
@@ -74,8 +122,16 @@ RULES = (
         "for_s": 0,
         "severity": "minor",
         "category": "fault",
+        "text": {"zh-CN": "执法记录仪存储将满（超过90%）", "en": "Body camera storage over 90% full"},
     },
-    {"name": "silent", "type": "inactivity", "factor": 2.5, "severity": "major", "category": "fault"},
+    {
+        "name": "silent",
+        "type": "inactivity",
+        "factor": 2.5,
+        "severity": "major",
+        "category": "fault",
+        "text": {"zh-CN": "执法记录仪超时未上报", "en": "Body camera has not reported in time"},
+    },
 )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
-from drivers.base import CommandSpec, MetricSpec, ParamSpec
+from drivers.base import CommandSpec, MetricSpec, ParamSpec, Text
 from hub.errors import DecodeError, InvalidInput
 
 __all__ = [
@@ -24,16 +24,64 @@ VOCABULARY: Mapping[str, MetricSpec] = MappingProxyType(
     {
         spec.name: spec
         for spec in (
-            MetricSpec("battery", "%", "int", 0, 100, description="state of charge"),
-            MetricSpec("voltage", "V", "float", 0.0, 5.0, description="battery voltage"),
-            MetricSpec("rssi", "dBm", "int", -140, 0, description="received signal (RSRP on NB-IoT/LTE)"),
             MetricSpec(
-                "temperature", "°C", "float", -40.0, 85.0, description="air temperature at the device"
+                "battery", "%", "int", 0, 100, description="state of charge", text=Text("电量", "battery")
             ),
-            MetricSpec("lat", "°", "float", -90.0, 90.0, description="WGS84 latitude"),
-            MetricSpec("lon", "°", "float", -180.0, 180.0, description="WGS84 longitude"),
-            MetricSpec("accuracy", "m", "float", 0.0, 6553.5, description="horizontal accuracy, 1 sigma"),
-            MetricSpec("moving", "", "bool", description="the wearer is moving (accelerometer)"),
+            MetricSpec(
+                "voltage",
+                "V",
+                "float",
+                0.0,
+                5.0,
+                description="battery voltage",
+                text=Text("电池电压", "battery voltage"),
+            ),
+            MetricSpec(
+                "rssi",
+                "dBm",
+                "int",
+                -140,
+                0,
+                description="received signal (RSRP on NB-IoT/LTE)",
+                text=Text("信号强度", "signal strength"),
+            ),
+            MetricSpec(
+                "temperature",
+                "°C",
+                "float",
+                -40.0,
+                85.0,
+                description="air temperature at the device",
+                text=Text("温度", "temperature"),
+            ),
+            MetricSpec(
+                "lat", "°", "float", -90.0, 90.0, description="WGS84 latitude", text=Text("纬度", "latitude")
+            ),
+            MetricSpec(
+                "lon",
+                "°",
+                "float",
+                -180.0,
+                180.0,
+                description="WGS84 longitude",
+                text=Text("经度", "longitude"),
+            ),
+            MetricSpec(
+                "accuracy",
+                "m",
+                "float",
+                0.0,
+                6553.5,
+                description="horizontal accuracy, 1 sigma",
+                text=Text("定位精度", "position accuracy"),
+            ),
+            MetricSpec(
+                "moving",
+                "",
+                "bool",
+                description="the wearer is moving (accelerometer)",
+                text=Text("佩戴者在活动", "wearer moving"),
+            ),
         )
     }
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
+from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Text, Value
 from drivers.codec import check_ranges, schema
 from drivers.convert import (
     SET_HEARTBEAT,
@@ -27,17 +27,59 @@ EVENT_BITS = BitNames("opened", "closed", "tamper", "forced")
 EMPTY_MV, FULL_MV = 2200, 3000
 
 METRICS: dict[str, MetricSpec] = {
-    "open": MetricSpec("open", "", "bool", description="the door is open now"),
-    "locked": MetricSpec("locked", "", "bool", description="the bolt is thrown (lock-sensing models only)"),
+    "open": MetricSpec(
+        "open", "", "bool", description="the door is open now", text=Text("门开着", "door open")
+    ),
+    "locked": MetricSpec(
+        "locked",
+        "",
+        "bool",
+        description="the bolt is thrown (lock-sensing models only)",
+        text=Text("已上锁", "locked"),
+    ),
     **vocabulary("battery", "voltage", "rssi"),
 }
 SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = by_name(
-    EventSpec("opened", "info", "activity", True, "the door opened"),
-    EventSpec("closed", "info", "activity", True, "the door closed"),
-    EventSpec("tamper", "major", "tamper", False, "cover removed or magnet tampered with"),
-    EventSpec("forced", "critical", "intrusion", True, "opened while locked, without a prior unlock"),
+    EventSpec(
+        "opened",
+        "info",
+        "activity",
+        True,
+        "the door opened",
+        text=Text("门被打开", "Door opened"),
+        correlate="none",
+    ),
+    EventSpec(
+        "closed",
+        "info",
+        "activity",
+        True,
+        "the door closed",
+        text=Text("门被关上", "Door closed"),
+        correlate="none",
+    ),
+    EventSpec(
+        "tamper",
+        "major",
+        "tamper",
+        False,
+        "cover removed or magnet tampered with",
+        text=Text("门磁被拆动", "Door sensor tampered with"),
+        correlate="building",
+    ),
+    # A break-in is one household's: each household forced open is its own case.
+    EventSpec(
+        "forced",
+        "critical",
+        "intrusion",
+        True,
+        "opened while locked, without a prior unlock",
+        text=Text("门被强行打开", "Door forced open"),
+        correlate="none",
+        alarm=True,
+    ),
 )
 
 COMMANDS: dict[str, CommandSpec] = by_name(
@@ -68,8 +110,16 @@ RULES = (
         "for_s": 0,
         "severity": "minor",
         "category": "battery",
+        "text": {"zh-CN": "门磁电量低", "en": "Door sensor battery low"},
     },
-    {"name": "silent", "type": "inactivity", "factor": 2.5, "severity": "major", "category": "fault"},
+    {
+        "name": "silent",
+        "type": "inactivity",
+        "factor": 2.5,
+        "severity": "major",
+        "category": "fault",
+        "text": {"zh-CN": "门磁超时未上报", "en": "Door sensor has not reported in time"},
+    },
 )
 
 

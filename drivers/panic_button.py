@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Value
+from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, ParamSpec, Parts, Text, Value
 from drivers.codec import check_ranges, schema
 from drivers.convert import SET_HEARTBEAT, BitNames, by_name, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require
@@ -16,16 +16,67 @@ EVENT_BITS = BitNames("pressed_single", "pressed_double", "pressed_long", "fall_
 
 METRICS: dict[str, MetricSpec] = {
     **vocabulary("battery", "rssi", "moving"),
-    "variant": MetricSpec("variant", "", "str", choices=("pendant", "wall"), description="how it is mounted"),
+    "variant": MetricSpec(
+        "variant",
+        "",
+        "str",
+        choices=("pendant", "wall"),
+        description="how it is mounted",
+        text=Text("安装方式", "mounting"),
+    ),
 }
 SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = by_name(
-    EventSpec("pressed_single", "major", "panic", True, "one press: a call for help"),
-    EventSpec("pressed_double", "info", "activity", True, "two presses: a check-in, 'I am fine'"),
-    EventSpec("pressed_long", "critical", "panic", True, "held for 3 s: emergency"),
-    EventSpec("fall_detected", "critical", "fall", False, "the pendant detected a fall"),
-    EventSpec("low_battery", "minor", "battery", False, "the device's own low-battery warning"),
+    # One person's emergencies: a case per household button or pendant, whatever the neighbours do.
+    EventSpec(
+        "pressed_single",
+        "major",
+        "panic",
+        True,
+        "one press: a call for help",
+        text=Text("紧急按钮单击求助", "Panic button pressed"),
+        correlate="none",
+        alarm=True,
+    ),
+    EventSpec(
+        "pressed_double",
+        "info",
+        "activity",
+        True,
+        "two presses: a check-in, 'I am fine'",
+        text=Text("双击报平安", "Double press: I am fine"),
+        correlate="none",
+    ),
+    EventSpec(
+        "pressed_long",
+        "critical",
+        "panic",
+        True,
+        "held for 3 s: emergency",
+        text=Text("紧急按钮长按求助", "Panic button held"),
+        correlate="none",
+        alarm=True,
+    ),
+    EventSpec(
+        "fall_detected",
+        "critical",
+        "fall",
+        False,
+        "the pendant detected a fall",
+        text=Text("吊坠检测到跌倒", "The pendant detected a fall"),
+        correlate="none",
+        alarm=True,
+    ),
+    EventSpec(
+        "low_battery",
+        "minor",
+        "battery",
+        False,
+        "the device's own low-battery warning",
+        text=Text("紧急按钮电量低", "Panic button battery low"),
+        correlate="building",
+    ),
 )
 
 COMMANDS: dict[str, CommandSpec] = by_name(
@@ -68,7 +119,14 @@ RULES = (
         "severity": "minor",
         "category": "battery",
     },
-    {"name": "silent", "type": "inactivity", "factor": 2.5, "severity": "major", "category": "fault"},
+    {
+        "name": "silent",
+        "type": "inactivity",
+        "factor": 2.5,
+        "severity": "major",
+        "category": "fault",
+        "text": {"zh-CN": "紧急按钮超时未上报", "en": "Panic button has not reported in time"},
+    },
 )
 
 

@@ -8,12 +8,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from drivers.base import EventSpec, MetricSpec
 
-__all__ = ["CATEGORIES", "OPS", "RULE_KEYS", "SEVERITIES", "check_rules", "check_specs"]
+__all__ = [
+    "CATEGORIES",
+    "CORRELATES",
+    "OPS",
+    "RULE_KEYS",
+    "SEVERITIES",
+    "check_rules",
+    "check_specs",
+    "check_text",
+]
 
 SEVERITIES = ("critical", "major", "minor", "info")
 CATEGORIES = ("fire", "panic", "fall", "sos", "intrusion", "tamper", "fault", "battery", "activity", "test")
 OPS = ("<", "<=", ">", ">=")
+CORRELATES = ("building", "none")
+_LANGUAGES = ("zh-CN", "en")  # drivers.base.LANGUAGES (base imports this module)
 _COMMON = frozenset({"name", "type", "severity", "category"})
+# Any rule may say what it means to people and whether a building shares it.
+_DECLARED = frozenset({"text", "correlate"})
 # type -> (required keys besides the common ones, optional keys)
 RULE_KEYS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
     "event": (frozenset({"event"}), frozenset({"clear_event"})),
@@ -53,9 +66,14 @@ def _check_one(
     required, optional = shape
     keys = set(rule)
     problems = [f"missing {k!r}" for k in sorted((_COMMON | required) - keys)]
-    problems += [f"unexpected {k!r}" for k in sorted(keys - _COMMON - required - optional)]
+    problems += [f"unexpected {k!r}" for k in sorted(keys - _COMMON - _DECLARED - required - optional)]
     if problems:
         return problems
+    # An event rule reads as its event; every other condition needs its own words.
+    if "text" in rule or rule["type"] != "event":
+        problems += check_text(rule.get("text"))
+    if rule.get("correlate", "none") not in CORRELATES:
+        problems.append(f"correlate {rule['correlate']!r} not in {CORRELATES}")
     if rule["severity"] not in SEVERITIES:
         problems.append(f"severity {rule['severity']!r} not in {SEVERITIES}")
     if rule["category"] not in CATEGORIES:
@@ -89,6 +107,22 @@ def check_rules(
     return problems
 
 
+def check_text(text: object) -> list[str]:
+    """Problems with a declared text: it must be ``{"zh-CN": …, "en": …}``, both non-empty."""
+    if (
+        isinstance(text, Mapping)
+        and set(text) == set(_LANGUAGES)
+        and all(isinstance(v, str) and v.strip() for v in text.values())
+    ):
+        return []
+    return [f"text must give {' and '.join(_LANGUAGES)}, each non-empty"]
+
+
+def _text_of(spec: object) -> object:
+    text = getattr(spec, "text", None)
+    return None if text is None else {"zh-CN": text.zh_cn, "en": text.en}
+
+
 def check_specs(metrics: Mapping[str, MetricSpec], events: Mapping[str, EventSpec]) -> list[str]:
     """Problems with metric and event declarations."""
     problems = [f"metric key {k!r} != name {s.name!r}" for k, s in metrics.items() if k != s.name]
@@ -105,4 +139,12 @@ def check_specs(metrics: Mapping[str, MetricSpec], events: Mapping[str, EventSpe
     problems += [
         f"event {k!r}: category {s.category!r}" for k, s in events.items() if s.category not in CATEGORIES
     ]
+    problems += [
+        f"event {k!r}: correlate {s.correlate!r} not in {CORRELATES}"
+        for k, s in events.items()
+        if s.correlate not in CORRELATES
+    ]
+    # What people read: every event and metric has its words in each language.
+    problems += [f"event {k!r}: {p}" for k, s in events.items() for p in check_text(_text_of(s))]
+    problems += [f"metric {k!r}: {p}" for k, s in metrics.items() for p in check_text(_text_of(s))]
     return problems

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, Parts, Value
+from drivers.base import CommandSpec, Driver, EventSpec, MetricSpec, Parts, Text, Value
 from drivers.codec import check_ranges, schema
 from drivers.convert import SET_HEARTBEAT, BitNames, by_name, check_reserved, vocabulary
 from drivers.frame import FLAG_HEARTBEAT, FrameLayout, frame_ts, require, to_fixed
@@ -15,18 +15,70 @@ EVENT_BITS = BitNames("alarm", "alarm_cleared", "test_button", "tamper", "fault"
 _BODY = ("smoke", "temperature", "battery", "rssi")
 
 METRICS: dict[str, MetricSpec] = {
-    "smoke": MetricSpec("smoke", "dB/m", "float", 0.0, 10.0, description="optical obscuration"),
+    "smoke": MetricSpec(
+        "smoke",
+        "dB/m",
+        "float",
+        0.0,
+        10.0,
+        description="optical obscuration",
+        text=Text("烟雾浓度", "smoke density"),
+    ),
     **vocabulary("temperature", "battery", "rssi"),
-    "alarm": MetricSpec("alarm", "", "bool", description="the detector is sounding now"),
+    "alarm": MetricSpec(
+        "alarm", "", "bool", description="the detector is sounding now", text=Text("正在报警", "sounding")
+    ),
 }
 SCHEMA = schema(METRICS)
 
 EVENTS: dict[str, EventSpec] = by_name(
-    EventSpec("alarm", "critical", "fire", False, "smoke above the alarm threshold"),
-    EventSpec("alarm_cleared", "info", "fire", False, "smoke back below the threshold"),
-    EventSpec("test_button", "info", "test", True, "someone pressed the test button"),
-    EventSpec("tamper", "major", "tamper", False, "removed from its base or opened"),
-    EventSpec("fault", "major", "fault", False, "chamber, sounder or sensor fault"),
+    # A fire is the whole building's: every detector that smells it is the same incident.
+    EventSpec(
+        "alarm",
+        "critical",
+        "fire",
+        False,
+        "smoke above the alarm threshold",
+        text=Text("烟感报警", "Smoke alarm"),
+        correlate="building",
+        alarm=True,
+    ),
+    EventSpec(
+        "alarm_cleared",
+        "info",
+        "fire",
+        False,
+        "smoke back below the threshold",
+        text=Text("烟雾已消散", "Smoke cleared"),
+        correlate="building",
+    ),
+    EventSpec(
+        "test_button",
+        "info",
+        "test",
+        True,
+        "someone pressed the test button",
+        text=Text("按下了烟感测试键", "Smoke detector test button pressed"),
+        correlate="none",
+    ),
+    EventSpec(
+        "tamper",
+        "major",
+        "tamper",
+        False,
+        "removed from its base or opened",
+        text=Text("烟感被拆动", "Smoke detector removed or opened"),
+        correlate="building",
+    ),
+    EventSpec(
+        "fault",
+        "major",
+        "fault",
+        False,
+        "chamber, sounder or sensor fault",
+        text=Text("烟感故障", "Smoke detector fault"),
+        correlate="building",
+    ),
 )
 
 COMMANDS: dict[str, CommandSpec] = by_name(
@@ -54,6 +106,7 @@ RULES = (
         "for_s": 0,
         "severity": "critical",
         "category": "fire",
+        "text": {"zh-CN": "温度过高（超过57°C）", "en": "Heat above 57 °C"},
     },
     {"name": "smoke-tamper", "type": "event", "event": "tamper", "severity": "major", "category": "tamper"},
     {"name": "smoke-fault", "type": "event", "event": "fault", "severity": "major", "category": "fault"},
@@ -67,8 +120,16 @@ RULES = (
         "for_s": 0,
         "severity": "minor",
         "category": "battery",
+        "text": {"zh-CN": "烟感电量低", "en": "Smoke detector battery low"},
     },
-    {"name": "silent", "type": "inactivity", "factor": 2.5, "severity": "major", "category": "fault"},
+    {
+        "name": "silent",
+        "type": "inactivity",
+        "factor": 2.5,
+        "severity": "major",
+        "category": "fault",
+        "text": {"zh-CN": "烟感超时未上报", "en": "Smoke detector has not reported in time"},
+    },
 )
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -25,9 +26,11 @@ if TYPE_CHECKING:
     from alerts.evaluator import RuleEvaluator
     from alerts.outbox import Outbox
     from alerts.service import CaseService
-from hub.lifecycle import Lifecycle, TaskSet
+    from hub.ha import HaCoordinator
+from hub.lifecycle import ComponentHealth, Lifecycle, TaskSet
 from hub.metrics import HubMetrics
 from hub.priority import UrgentLane
+from hub.retry import RetryPolicy
 from hub.telemetry.base import TelemetryStore
 from provisioning.audit import utcnow
 from provisioning.credentials import CredentialEvents
@@ -59,6 +62,8 @@ class Hub:
     mqtt: Any = None
     # Urgent alerts on their way to a phone; the external MQTT reader yields to them (hub/priority.py).
     lane: UrgentLane = field(default_factory=UrgentLane)
+    # High availability: the lease and the consumers only its holder runs (None on a single node).
+    ha: HaCoordinator | None = None
 
     async def start(self) -> None:
         """Start every component in order (once), and note where each listens."""
@@ -70,6 +75,18 @@ class Hub:
             port = getattr(component, "port", None)
             if port is not None:
                 self.listening[component.name] = f"{component.settings.host}:{port}"  # type: ignore[attr-defined]
+
+    @property
+    def consumes(self) -> bool:
+        """Whether this process consumes uplinks and alerts (a single hub, or the active one of a pair)."""
+        return self.ha is None or self.ha.role == "active"
+
+    async def health(self) -> list[ComponentHealth]:
+        """Every component's health; with HA, the consumers' as this node's role has them."""
+        results = await self.lifecycle.health()
+        if self.ha is not None:
+            results += await self.ha.consumer_health()
+        return results
 
     async def stop(self) -> None:
         """Stop background tasks, then components in reverse order."""
@@ -104,14 +121,17 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     credential_events = CredentialEvents()
     ingest = IngestService(db, store, DRIVERS, metrics, credential_events, epoch)
     lifecycle.add(ingest)
+    # With HA the consumers start only on the lease holder: deciders, then (after a journal replay) transports.
+    deciders = Lifecycle(settings.shutdown_timeout) if settings.ha.enabled else lifecycle
+    transports = Lifecycle(settings.shutdown_timeout) if settings.ha.enabled else lifecycle
     # Hooked into ingest before any transport starts, so no uplink escapes the rules.
     lane = UrgentLane()
     queue = AlertQueue(lane=lane, urgent_severities=settings.twilio.policy.urgent_severities)
     evaluator = RuleEvaluator(db, ingest, DRIVERS, metrics, epoch, queue=queue)
-    lifecycle.add(evaluator)
+    deciders.add(evaluator)
     outbox, cases = _case_side(settings, db, evaluator, metrics, clock, epoch, lane)
-    lifecycle.add(outbox)
-    lifecycle.add(cases)
+    deciders.add(outbox)
+    deciders.add(cases)
     hub = Hub(
         settings=settings,
         metrics=metrics,
@@ -131,7 +151,7 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         from provisioning.credentials import SecretBox
 
         box = SecretBox(settings.secret_key.get_secret_value())
-        lifecycle.add(CoapIngest(settings.coap, ingest, box, credential_events, settings.var_dir / "coap"))
+        transports.add(CoapIngest(settings.coap, ingest, box, credential_events, settings.var_dir / "coap"))
     if settings.mqtt.mode == "embedded":
         from hub.ingest.mqtt_embedded import EmbeddedMqtt
 
@@ -142,7 +162,9 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
         from hub.ingest.mqtt_client import ExternalMqtt
 
         hub.mqtt = ExternalMqtt(settings.mqtt, ingest, epoch, lane=lane)
-        lifecycle.add(hub.mqtt)
+        transports.add(hub.mqtt)
+    if settings.ha.enabled:
+        _high_availability(hub, deciders, transports)
     if settings.simulate.enabled and settings.mqtt.mode == "embedded":
         from hub.simulate.component import DemoFleet
         from hub.simulate.street import StreetShape
@@ -159,6 +181,17 @@ def build_hub(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> 
     return hub
 
 
+def _high_availability(hub: Hub, deciders: Lifecycle, transports: Lifecycle) -> None:
+    """The ``ha`` component, last to start: it campaigns and starts the consumers once it holds the lease."""
+    from hub.ha import make_coordinator
+
+    ha = make_coordinator(hub.settings, hub.db, hub.ingest, deciders, transports, hub.metrics)
+    # Every consumer asks before it acts whether this node still holds the lease.
+    hub.evaluator.fence = hub.cases.fence = hub.outbox.fence = hub.mqtt.fence = ha.fence
+    hub.ha = ha
+    hub.lifecycle.add(ha)
+
+
 def _case_side(
     settings: Settings,
     db: Database,
@@ -171,14 +204,21 @@ def _case_side(
     """The outbox (notifier) and the case service; each needs the other, so they are tied after building."""
     from alerts.casestore import CaseConfig
     from alerts.notifiers import build_outbox
+    from alerts.notifiers.faults import refeed, unpark
+    from alerts.parking import ParkingLot
     from alerts.service import CaseService
     from alerts.workdays import WorkdayCalendar
     from drivers import DRIVERS
 
     engine = evaluator.engine
     outbox = build_outbox(db, settings, clock=clock, registry=metrics.registry, lane=lane)
-    # Years the holiday data does not cover yet are counted Mon-Fri, with one warning each (docs/sla.md).
-    config = CaseConfig(calendar=WorkdayCalendar.load(fallback_weekends=True))
+    parking = ParkingLot(db, clock, metrics.registry)
+    outbox.parking = parking
+    parking.handlers["message"] = partial(unpark, outbox)
+    parking.handlers["feedback"] = partial(refeed, outbox)
+    # Years without a State Council notice on file are estimated from the holidays library; /readyz says when.
+    side = settings.alerts
+    config = CaseConfig(calendar=WorkdayCalendar.load(*side.workday_notices, zone=side.timezone))
 
     cases = CaseService(
         db,
@@ -189,6 +229,10 @@ def _case_side(
         drivers=DRIVERS,
         swap_rules=lambda rules: engine.swap(rules, epoch()),
         away_hook=evaluator.set_away,
+        parking=parking,
+        retry=RetryPolicy(
+            attempts=side.retry_attempts, initial_s=side.retry_initial_s, max_s=side.retry_max_s
+        ),
     )
     outbox.actions = cases.desk
     outbox.feedback = cases.feedback

@@ -71,6 +71,7 @@ async def _serve(settings: Settings) -> None:
     import uvicorn
 
     from hub.app import build_hub, create_app
+    from hub.http_server import HubServer
     from hub.netutil import bind_tcp
 
     preflight_ports(settings)
@@ -90,11 +91,17 @@ async def _serve(settings: Settings) -> None:
         for name, where in hub.listening.items():
             typer.echo(f"iothub: {name} on {where}")
         sys.stdout.flush()
-        # log_config=None: uvicorn's records go to the root handler too, through the secret mask.
         config = uvicorn.Config(
-            create_app(settings, hub), log_level="warning", lifespan="on", access_log=False, log_config=None
+            create_app(settings, hub),
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            # A backstop: a response still open this long after a stop began is cancelled.
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
+            # uvicorn's records go to the root handler too, through the secret mask.
+            log_config=None,
         )
-        await uvicorn.Server(config).serve(sockets=[sock])
+        await HubServer(config, hub.ingest.bus).serve(sockets=[sock])
     finally:
         await hub.stop()
         sock.close()

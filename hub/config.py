@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -16,17 +17,20 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from alerts.limits import NotifyPolicy
+from hub.config_ha import HaSettings, ServerList, check_ha, parse_servers
 from hub.telemetry.influx import InfluxStoreConfig
 
 __all__ = [
     "PLACEHOLDER_SECRETS",
+    "AlertsSettings",
     "CentralSettings",
     "CoapSettings",
     "DatabaseSettings",
     "GrafanaSettings",
+    "HaSettings",
     "MqttSettings",
     "Settings",
     "SimulateSettings",
@@ -81,19 +85,33 @@ class MqttSettings(_Section):
     port: int = Field(default=1883, ge=0, le=65535)
     # Demo and development: take a free port when the configured one is busy.
     port_fallback: bool = False
+    # A broker cluster (external mode): ``host:port,host:port``, tried in order; replaces host and port.
+    servers: ServerList | None = None
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = "iothub"
     shared_group: str | None = None
+    # With shared_group: how long a probe may take to come back through the shared filter before the
+    # broker is taken not to deliver $share subscriptions (docs/mqtt.md); longer while messages flow.
+    shared_probe_timeout: float = Field(default=5.0, gt=0)
     # An int, not Literal[0, 1]: a literal takes no "1" from .env (pydantic compares literals strictly).
     qos: int = Field(default=1, ge=0, le=1)
     max_payload: int = Field(default=64 * 1024, gt=0)
+    # The embedded broker's limits (docs/mqtt.md): a whole CONNECT within connect_timeout seconds of the
+    # TCP connection; connections past max_connections closed at once. Keep the cap under `ulimit -n`.
+    connect_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=10_000, gt=0)
     # TLS to the external broker. Each file is loaded here, so a bad one stops the start with its name.
     tls: bool = False
     ca_file: Path | None = None  # None: the system's trust store
     cert_file: Path | None = None  # the hub's client certificate, with key_file: both or neither
     key_file: Path | None = Field(default=None, validate_default=True)
     tls_server_name: str | None = None  # the name the broker's certificate must carry, if not ``host``
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """The external brokers to connect to, in failover order."""
+        return parse_servers(self.servers) if self.servers else [(self.host, self.port)]
 
     @field_validator("tls_server_name")
     @classmethod
@@ -204,6 +222,33 @@ class CentralSettings(_Section):
     secret: SecretStr | None = None
 
 
+class AlertsSettings(_Section):
+    """The case side: the working-day calendar of SLA deadlines (alerts/workdays.py), retries of failed alerts."""
+
+    # State Council holiday notices, one YAML file each, laid over the shipped 2024-2026 ones (a later file replaces
+    # whole years); read and checked at start. In the environment: a JSON list or comma-separated paths.
+    workday_notices: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    timezone: str = "Asia/Shanghai"
+    # An alert the case path fails to handle: tried this many times in all, waits growing from the initial one
+    # (jittered) up to the max, then parked (GET /api/v1/parked).
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("workday_notices", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list of paths ({exc.msg} at character {exc.pos})") from exc
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+
 class WebSettings(_Section):
     """The HTTP API and command-center page."""
 
@@ -253,8 +298,12 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     central: CentralSettings = Field(default_factory=CentralSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    ha: HaSettings = Field(default_factory=HaSettings)
+
+    _ha_needs = field_validator("ha")(check_ha)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

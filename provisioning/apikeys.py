@@ -74,12 +74,19 @@ class KeyInfo:
     place_codes: tuple[str, ...]
 
 
-def ensure_place_allowed(principal: Principal, place: Place | str) -> None:
-    """Raise Forbidden unless ``place`` (a Place or its path) lies in the principal's places."""
-    path = place if isinstance(place, str) else place.path
-    if not principal.may_act_in(path):
-        code = path if isinstance(place, str) else place.code
-        raise Forbidden(f"key {principal.key_id} may not act in place {code}")
+def ensure_place_allowed(principal: Principal, place: Place | None) -> None:
+    """Raise Forbidden unless ``place`` lies in the principal's places (None: something with no place).
+
+    The refusal names the place by its code, as people know it, never by its id path.
+    """
+    if place is None:
+        if principal.place_ids is not None:
+            raise Forbidden(
+                f"key {principal.key_id} is limited to its places and may not act on what has none"
+            )
+        return
+    if not principal.may_act_in(place.path):
+        raise Forbidden(f"key {principal.key_id} may not act in place {place.code}")
 
 
 def scope_clause(

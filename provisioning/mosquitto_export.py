@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from hub.db import Database
 from hub.db.devices import Device, DeviceSecret
+from hub.ingest.topics import PROBE_PREFIX
 from provisioning.credentials import CredentialStore
 
 __all__ = [
@@ -75,6 +76,8 @@ def acl_text(hub_user: str) -> str:
         "topic read devices/+/status\n"
         "topic read devices/+/cmd/result\n"
         "topic write devices/+/cmd\n"
+        "# Shared subscriptions are proven on the hub's own topics (HUB_MQTT_SHARED_GROUP, docs/mqtt.md).\n"
+        f"topic readwrite {PROBE_PREFIX}/#\n"
         "\n"
         "pattern write devices/%u/up\n"
         "pattern write devices/%u/up/+\n"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import or_, select, update
 
 from alerts.contracts import Channel
+from alerts.notifiers.faults import feedback_failed
 from hub.db.outbox import FINAL_STATUSES, OutboxMessage
 from hub.errors import NotFound
 from provisioning.audit import record
@@ -152,11 +153,12 @@ async def report_feedback(outbox: Outbox, limit: int = 100) -> int:
             else:
                 channel: Channel = "sms" if row.channel == "sms" else "console"
                 await outbox.feedback.delivery_failed(int(row.step_id or 0), channel, reason)
-        except Exception:  # give it back: the next cycle tries again
+        except Exception as exc:  # give it back: the next cycle tries again, a bounded number of times
             log.exception("delivery feedback for outbox #%s failed", row.id)
+            again = "parked" if await feedback_failed(outbox, row, exc) else "due"
             async with outbox.db.session() as session:
                 await session.execute(
-                    update(OutboxMessage).where(or_(OutboxMessage.id == row.id)).values(feedback="due")
+                    update(OutboxMessage).where(or_(OutboxMessage.id == row.id)).values(feedback=again)
                 )
             continue
         told += 1

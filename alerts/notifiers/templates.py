@@ -9,24 +9,11 @@ from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from alerts.categories import category_name
 from alerts.limits import SHANGHAI
 
 __all__ = ["MessageFacts", "render_sms", "render_voice", "reply_text"]
 
-CATEGORIES = {
-    "fire": ("火警", "Fire alarm"),
-    "panic": ("紧急呼救", "Panic button"),
-    "fall": ("跌倒", "Fall"),
-    "sos": ("求救", "SOS"),
-    "intrusion": ("闯入", "Intrusion"),
-    "tamper": ("设备被拆", "Tampering"),
-    "fault": ("设备故障", "Device fault"),
-    "battery": ("电量低", "Low battery"),
-    "activity": ("长时间无活动", "No activity"),
-    "offline": ("设备离线", "Device offline"),
-    "test": ("测试", "Test"),
-    "citizen_report": ("群众上报", "Citizen report"),
-}
 SEVERITIES = {"critical": ("紧急", "URGENT"), "major": ("重要", "MAJOR"), "minor": ("一般", "minor")}
 
 SMS = {
@@ -35,7 +22,8 @@ SMS = {
         "[{sev}] {code} {cat}\nWhere: {place}\nWhen: {when}{summary}\nReply 1 to accept; DONE <note> when handled.",
     ),
     "bundle_head": ("【{sev}】{n}条告警：", "[{sev}] {n} alerts:"),
-    "bundle_line": ("{code} {cat}，{place}，{when}", "{code} {cat}, {place}, {when}"),
+    # One case of a bundle: what happened in words (its summary, or its category's name), where, when.
+    "bundle_line": ("{code} {what}，{place}，{when}", "{code} {what}, {place}, {when}"),
     "bundle_tail": ("回复“1 事件编号”接受其中一件。", "Reply 1 <code> to accept one."),
     "rating_request": (
         "事件{code}已处理完毕。请回复1-5为本次服务评分（5为非常满意）。",
@@ -122,16 +110,32 @@ def _place(facts: Mapping[str, Any], language: str) -> str:
     return str(place)
 
 
+def _in_language(text: object, language: str) -> str:
+    """A text stored per language ({"zh-CN": …, "en": …}) in ``language``; a plain string as it is."""
+    if isinstance(text, Mapping):
+        found = text.get(language) or text.get("zh-CN") or next(iter(text.values()), "")
+        return str(found or "")
+    return str(text or "")
+
+
 def _fields(m: MessageFacts) -> dict[str, str]:
     i, f = _i(m.language), m.facts
     category = str(f.get("category", ""))
     severity = str(f.get("severity", "minor"))
-    summary = str(f.get("summary") or "")
-    if summary:
-        summary = ("\n" if m.kind != "voice" else "") + summary
+    said = _in_language(f.get("summary"), m.language)
+    if not said:
+        summary = ""
+    elif m.kind == "voice":  # a sentence of its own before "press 1"
+        summary = said.rstrip("。.!！ ") + ("。" if i == 0 else ". ")
+    else:
+        summary = "\n" + said
+    cat = category_name(category, m.language)
     return {
         "code": m.case_code or "",
-        "cat": CATEGORIES.get(category, (category, category))[i],
+        "cat": cat,
+        # A case's words in a bundle line: an alert's text (kept per language); a person's report (one string,
+        # maybe long) by its category.
+        "what": said if said and isinstance(f.get("summary"), Mapping) else cat,
         "sev": SEVERITIES.get(severity, SEVERITIES["minor"])[i],
         "place": _place(f, m.language),
         "when": _when(f.get("opened_at")),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy import select
 
-from alerts.casestore import CaseConfig, CaseFilter, get_case, list_cases, timeline
+from alerts.casestore import CaseFilter, get_case, list_cases, timeline
+from alerts.caseview import case_view, case_views
 from alerts.desk import CaseDesk, Intake
 from alerts.escalation import list_steps, save_policy
-from alerts.workdays import WorkdayCalendar
 from hub.api.auth import ClockDep, Principal, require_roles
 from hub.api.deps import HubDep, Int64
 from hub.api.scope import PlacePaths, Scope
@@ -23,48 +23,12 @@ __all__ = ["desk_of", "router"]
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 Caller = Annotated[Principal, Depends(require_roles("operator", "responder", "integrator"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
-_FIELDS = (
-    "id",
-    "code",
-    "source",
-    "category",
-    "severity",
-    "urgency",
-    "state",
-    "fingerprint",
-    "place_path",
-    "summary",
-    "description",
-    "alert_count",
-    "condition_active",
-    "overdue",
-    "escalated",
-    "reopened",
-    "accepted_by",
-    "cancel_reason",
-    "rating",
-    "accept_due",
-    "reply_due",
-    "resolve_due",
-    "opened_at",
-    "last_alert_at",
-    "accepted_at",
-    "resolved_at",
-    "closed_at",
-)
 
 
-def desk_of(request: Request, hub: HubDep, clock: ClockDep) -> CaseDesk:
-    """The running hub's desk, or one made for this app (before the lead wires ``hub.cases``)."""
-    service = getattr(hub, "cases", None)
-    if service is not None:
-        desk: CaseDesk = service.desk
-        return desk
-    cached: CaseDesk | None = getattr(request.app.state, "case_desk", None)
-    if cached is None:
-        cached = CaseDesk(hub.db, CaseConfig(calendar=WorkdayCalendar.load()), clock)
-        request.app.state.case_desk = cached
-    return cached
+def desk_of(hub: HubDep) -> CaseDesk:
+    """The running hub's desk."""
+    desk: CaseDesk = hub.cases.desk
+    return desk
 
 
 DeskDep = Annotated[CaseDesk, Depends(desk_of)]
@@ -74,15 +38,16 @@ def _scopes(principal: Principal) -> tuple[str, ...] | None:
     return None if principal.place_ids is None else tuple(principal.place_paths)
 
 
-def _out(case: Case) -> dict[str, Any]:
-    return {f: getattr(case, f) for f in _FIELDS}
+async def _out(hub: Any, case: Case) -> dict[str, Any]:
+    async with hub.db.session() as session:
+        return await case_view(session, case)
 
 
 @router.post("/cases", status_code=201)
-async def intake(body: Intake, desk: DeskDep, principal: Caller) -> dict[str, Any]:
+async def intake(body: Intake, desk: DeskDep, hub: HubDep, principal: Caller) -> dict[str, Any]:
     """A case from a citizen or a grid worker: same intake as the sensors (SLA, escalation steps)."""
     case = await desk.intake(body, actor=principal.actor, channel="api", scopes=_scopes(principal))
-    return _out(case)
+    return await _out(hub, case)
 
 
 @router.get("/cases")
@@ -101,7 +66,7 @@ async def cases(
     async with hub.db.session() as session:
         path = None if place is None else (await get_place(session, place, field="place")).path
         flt = CaseFilter(state, category, path, overdue, _scopes(principal), limit, offset)
-        return [_out(c) for c in await list_cases(session, flt)]
+        return await case_views(session, await list_cases(session, flt))
 
 
 @router.get("/cases/{ref}")
@@ -114,6 +79,7 @@ async def case(ref: str, hub: HubDep, principal: Caller) -> dict[str, Any]:
             raise Forbidden(f"case {ref} is outside your places")
         events = await timeline(session, found.id)
         steps = await list_steps(session, found.id)
+        shown = await case_view(session, found)
     line_fields = ("at", "kind", "from_state", "to_state", "actor", "channel", "reason", "note", "detail")
     step_fields = (
         "id",
@@ -129,7 +95,7 @@ async def case(ref: str, hub: HubDep, principal: Caller) -> dict[str, Any]:
         "responder_ids",
         "note",
     )
-    return _out(found) | {
+    return shown | {
         "timeline": [{f: getattr(e, f) for f in line_fields} for e in events],
         "steps": [{f: getattr(s, f) for f in step_fields} for s in steps],
     }
@@ -140,6 +106,7 @@ async def act(
     ref: str,
     action: Literal["accept", "start", "resolve", "close", "cancel", "reopen"],
     desk: DeskDep,
+    hub: HubDep,
     principal: Caller,
     note: Annotated[str, Body(embed=True, max_length=4000)] = "",
 ) -> dict[str, Any]:
@@ -153,7 +120,7 @@ async def act(
         responder_id=principal.responder_id,
         scopes=_scopes(principal),
     )
-    return _out(changed)
+    return await _out(hub, changed)
 
 
 @router.put("/escalation-policies")

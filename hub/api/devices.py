@@ -78,7 +78,7 @@ async def allowed_device(
     scope = Scope.of(principal)
     if not scope.inside(None if place is None else place.path):
         # Named as the caller named it: the household it lies in is none of this key's business.
-        raise scope.refuse(f"device {device_id}")
+        raise await scope.refuse(session, f"device {device_id}")
     return device, None if place is None else place.code
 
 

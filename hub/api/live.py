@@ -1,4 +1,4 @@
-"""The live event stream for the command center: Server-Sent Events of readings and offline devices."""
+"""The live event stream for the command center: Server-Sent Events of readings, offline devices, refused alarms."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from hub.api.auth import Principal, require_roles
 from hub.api.deps import HubDep
 from hub.api.scope import PlacePaths, Scope
+from hub.ingest.events import CLOSING
 
 __all__ = ["KEEPALIVE", "router"]
 
@@ -35,7 +36,7 @@ def _frame(event: dict[str, Any]) -> str:
     responses={200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}},
 )
 async def events(hub: HubDep, principal: Watcher, request: Request) -> StreamingResponse:
-    """Every accepted reading and every device going offline, as they happen (text/event-stream).
+    """Every accepted reading, device going offline and refused alarm, as they happen (text/event-stream).
 
     A key limited to places sees the events of devices inside them only.
     """
@@ -58,6 +59,8 @@ async def events(hub: HubDep, principal: Watcher, request: Request) -> Streaming
                     if not isinstance(serial, str) or not scope.inside(await paths.of_serial(serial)):
                         continue
                 yield _frame(event)
+                if event is CLOSING:
+                    return
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

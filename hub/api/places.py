@@ -154,7 +154,7 @@ async def export_places(
         else:
             top = await places.get_place(session, root, field="root") if root else None
         if scope.limited and (top is None or not scope.inside(top.path)):
-            raise scope.refuse(f"place {root}")
+            raise await scope.refuse(hub, f"place {root}")
         data = await placefile.export_places(session, format, root=top)
     name = f"places-{root or 'all'}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}

@@ -107,7 +107,7 @@ async def get_responder(responder_id: Id, hub: HubDep, principal: Reader) -> dic
         responder = await responders.get_responder(session, responder_id)
         refs = (await responders.place_refs(session, [responder.id])).get(responder.id, [])
         if scope.limited and not any(scope.inside(path) for _, path in refs):
-            raise scope.refuse(f"responder {responder_id}")
+            raise await scope.refuse(hub, f"responder {responder_id}")
         return await _out(session, responder, scope)
 
 
@@ -142,7 +142,7 @@ async def responders_for_place(
     scope = Scope.of(principal)
     async with hub.db.session() as session:
         if not scope.inside((await get_place(session, code)).path):
-            raise scope.refuse(f"place {code}")
+            raise await scope.refuse(hub, f"place {code}")
         matches = await responders.responders_for(session, code, role=role, at=now if on_duty else None)
         shown = await _many(session, [m.responder for m in matches], scope)
         return [

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from hub.api import apikeys, commands, devices, enrollment, health, live, places, responders, telemetry
+from hub.api import (
+    apikeys,
+    commands,
+    devices,
+    enrollment,
+    health,
+    live,
+    parked,
+    places,
+    responders,
+    telemetry,
+)
 from hub.api import cases as cases_api
 from hub.api import households as households_api
 from hub.api import rules as rules_api
@@ -28,6 +39,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     live.router,
     cases_api.router,
     rules_api.router,
+    parked.router,
     households_api.router,
     twilio_api.router,
     claim_page.router,

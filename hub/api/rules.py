@@ -23,8 +23,12 @@ Reader = Annotated[Principal, Depends(require_roles("operator", "integrator"))]
 RuleBody = Annotated[dict[str, Any], Body()]
 
 
-def _out(row: AlertRuleRow) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "type": row.type, "rule": row.body, "updated_at": row.updated_at}
+def _out(row: AlertRuleRow, hub: Any = None) -> dict[str, Any]:
+    out = {"id": row.id, "name": row.name, "type": row.type, "rule": row.body, "updated_at": row.updated_at}
+    if hub is not None:
+        # Failed evaluations of this rule since the start, and the last error (docs/rules.md).
+        out["evaluation"] = hub.evaluator.failures.of(row.name)
+    return out
 
 
 async def _reload(hub: Any) -> None:
@@ -50,7 +54,26 @@ async def rules(hub: HubDep, principal: Reader) -> list[dict[str, Any]]:
     scope, paths = Scope.of(principal), PlacePaths(hub)
     async with hub.db.session() as session:
         rows = await rulestore.list_rules(session)
-    return [_out(r) for r in rows if await _visible(hub, scope, r, paths)]
+    return [_out(r, hub) for r in rows if await _visible(hub, scope, r, paths)]
+
+
+@router.get("/rules/failures")
+async def failures(hub: HubDep, principal: Reader) -> list[dict[str, Any]]:
+    """Every rule (stored or a driver's default) whose evaluation failed since the start, most failures first.
+
+    A limited key does not see the failures of stored rules it may not read.
+    """
+    scope, paths = Scope.of(principal), PlacePaths(hub)
+    hidden: set[str] = set()
+    if scope.limited:
+        async with hub.db.session() as session:
+            rows = await rulestore.list_rules(session)
+        shown = [(r.name, await _visible(hub, scope, r, paths)) for r in rows]
+        hidden = {name for name, ok in shown if not ok} - {name for name, ok in shown if ok}
+    found = hub.evaluator.failures
+    return [
+        {"rule": name} | found.of(name) for name, _count in found.counts.most_common() if name not in hidden
+    ]
 
 
 @router.post("/rules", status_code=201)
@@ -108,8 +131,8 @@ async def one(rule_id: Id, hub: HubDep, principal: Reader) -> dict[str, Any]:
     async with hub.db.session() as session:
         row = await rulestore.get_rule(session, rule_id)
     if not await _visible(hub, scope, row, PlacePaths(hub)):
-        raise scope.refuse(f"rule {rule_id}")
-    return _out(row)
+        raise await scope.refuse(hub, f"rule {rule_id}")
+    return _out(row, hub)
 
 
 @router.put("/rules/{rule_id}")

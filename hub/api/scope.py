@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db.places import Place
 from hub.errors import Forbidden
@@ -48,9 +49,22 @@ class Scope:
             return True
         return path is not None and (self.inside(path) or any(root.startswith(path) for root in self.paths))
 
-    def refuse(self, what: str) -> Forbidden:
-        """The 403 for ``what`` (as the caller named it) outside the key's places: it names nothing else."""
-        return Forbidden(f"{what} lies outside the places of key {self.key_id}")
+    async def refuse(self, db: Any, what: str) -> Forbidden:
+        """The 403 for ``what`` (as the caller named it) outside the key's places.
+
+        It names the key's own places by code, never the place ``what`` lies in: that one may be another
+        community's, and a refusal must not tell a limited key where things are outside its places.
+        """
+        codes: list[str] = []
+        if self.paths:
+            query = select(Place.code).where(Place.path.in_(self.paths))
+            if isinstance(db, AsyncSession):  # ``db``: the request's open session, or the hub
+                codes = sorted(row[0] for row in await db.execute(query))
+            else:
+                async with db.db.session() as session:
+                    codes = sorted(row[0] for row in await session.execute(query))
+        mine = f" ({', '.join(codes)})" if codes else ""
+        return Forbidden(f"{what} lies outside the places of key {self.key_id}{mine}")
 
 
 def refuse_limited(principal: Principal, what: str) -> None:

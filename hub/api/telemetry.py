@@ -35,7 +35,7 @@ async def device_for(hub: Any, serial: str, principal: Principal) -> DeviceEntry
         if path is None:
             raise NotFound(f"no device with serial {serial!r}", field="serial")
         if not scope.inside(path):
-            raise scope.refuse(f"device {serial!r}")
+            raise await scope.refuse(hub, f"device {serial!r}")
     return entry
 
 
@@ -85,7 +85,8 @@ async def telemetry(
 async def status(serial: str, hub: HubDep, principal: Reader) -> dict[str, Any]:
     """Last seen, online, battery, signal, position and latest values of one device."""
     entry = await device_for(hub, serial, principal)
-    live = hub.ingest.states.get(entry.id)
+    # A standby hub (HA) consumes nothing: the active's state, as it last wrote it (every 2 s), is the truth.
+    live = hub.ingest.states.get(entry.id) if hub.consumes else await hub.ingest.states.read(entry.id)
     body: dict[str, Any] = {"serial": entry.serial, "kind": entry.kind, "state": entry.state}
     if live is None:
         body.update({"online": False, "last_seen": None, "metrics": {}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db.base import Base
@@ -56,6 +56,8 @@ class Case(Base):
     household_id: Mapped[int | None] = mapped_column(ForeignKey("places.id", ondelete="RESTRICT"))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), index=True)
     summary: Mapped[str] = mapped_column(Text, default="")
+    # The summary in each language people read, {"zh-CN": …, "en": …} (None: only ``summary``, as typed).
+    summary_texts: Mapped[dict[str, str] | None] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(Text, default="")
     reporter_phone: Mapped[str | None] = mapped_column(String(16))
     alert_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -74,6 +76,8 @@ class Case(Base):
     rating: Mapped[int | None] = mapped_column(Integer)
     accept_due: Mapped[dt.datetime | None]
     reply_due: Mapped[dt.datetime | None]
+    # True while reply_due counted days no State Council notice decides (estimated from the holidays library).
+    reply_due_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     resolve_due: Mapped[dt.datetime | None]
     opened_at: Mapped[dt.datetime] = mapped_column(index=True)
     last_alert_at: Mapped[dt.datetime | None]

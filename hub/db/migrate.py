@@ -8,11 +8,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "run_downgrade", "run_upgrade"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Two hubs starting together on one PostgreSQL (active and standby) migrate one after the other.
+_MIGRATION_LOCK = 0x696F74687562 + 1
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -24,7 +27,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def run_upgrade(connection: Connection, revision: str = "head") -> None:
-    """Upgrade the schema on ``connection``."""
+    """Upgrade the schema on ``connection``; on PostgreSQL one process at a time (a transaction-level lock)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     command.upgrade(alembic_config(connection), revision)
 
 

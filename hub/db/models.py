@@ -13,6 +13,7 @@ from hub.db.cases import (
 )
 from hub.db.devices import Device, DeviceClaim, DeviceEvent, DeviceSecret
 from hub.db.outbox import OutboxMessage
+from hub.db.parked import ParkedItem
 from hub.db.people import ApiKey, Responder, api_key_places, responder_places
 from hub.db.places import Place
 from hub.db.status import DeviceStatus
@@ -35,6 +36,7 @@ __all__ = [
     "EscalationStep",
     "HouseholdAway",
     "OutboxMessage",
+    "ParkedItem",
     "Place",
     "Responder",
     "api_key_places",

@@ -23,6 +23,7 @@ FINAL_STATUSES = (
     "canceled",
     "suppressed",
     "unknown",
+    "parked",
 )
 # Handed to Twilio (or about to be); only a status callback moves these on.
 IN_FLIGHT_STATUSES = ("sending", "queued", "accepted", "sent", "ringing", "in-progress", "initiated")
@@ -56,7 +57,8 @@ class OutboxMessage(Base):
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # pending → sending → queued/sent/... → delivered | failed | undelivered | completed | no-answer | busy;
-    # suppressed (opt-out, budget) and unknown (lost between send and record) are final too.
+    # suppressed (opt-out, budget), unknown (lost between send and record) and parked (failed for the hub's own reasons
+    # after bounded retries; an operator's retry makes it pending again) are final too.
     status: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str | None] = mapped_column(String(200))
     # The row whose request carried this one (bundling); None for a leader or an unbundled row.
@@ -75,5 +77,6 @@ class OutboxMessage(Base):
     settled_at: Mapped[dt.datetime | None]
     # A keypress or reply that answered this message ("1", "2", "rated:4").
     answer: Mapped[str | None] = mapped_column(String(32))
-    # "due" while the escalation side still has to hear of a failure; "done" once told.
+    # "due" while the escalation side still has to hear of a failure; "done" once told; "parked" when telling it
+    # kept failing (an operator's retry makes it "due" again).
     feedback: Mapped[str | None] = mapped_column(String(8))

@@ -58,7 +58,9 @@ class CoapIngest:
         self.contexts = OscoreContexts(
             state_dir / "oscore", max_open=max_oscore_contexts, refuse=self._refuse_oscore
         )
-        self.credentials = DeviceCredentials(self.keyring, self.contexts)
+        self.credentials = DeviceCredentials(
+            self.keyring, self.contexts, on_session=ingest.pipeline.states.begin_session
+        )
         self.site = UplinkSite(ingest.directory, ingest.pipeline, allow_plain=settings.allow_plain)
         self.port: int | None = None
         self.dtls_port: int | None = None

@@ -39,6 +39,8 @@ class DeviceOscoreContext(oscore.FilesystemSecurityContext):  # type: ignore[mis
         self._keys = keys
         self._refuse = refuse
         self.authenticated_claims = [identity]
+        # True until the first request: no sequence state existed, so the device's context is new too.
+        self.fresh = False
         # The parent takes the directory lock, then calls our _load.
         super().__init__(str(basedir))
 
@@ -61,6 +63,7 @@ class DeviceOscoreContext(oscore.FilesystemSecurityContext):  # type: ignore[mis
             self.sender_sequence_number = 0
             self.recipient_replay_window.initialize_empty()
             self.replay_window_persisted = True
+            self.fresh = True
             return
         self.sender_sequence_number = int(sequence["next-to-send"])
         received = sequence["received"]
@@ -143,12 +146,22 @@ class OscoreContexts:
 
 
 class DeviceCredentials(CredentialsMap):  # type: ignore[misc]
-    """aiocoap's server credentials, answered from the keyring instead of a static map."""
+    """aiocoap's server credentials, answered from the keyring instead of a static map.
 
-    def __init__(self, keyring: CoapKeyring, contexts: OscoreContexts) -> None:
+    ``on_session`` hears of a device beginning a new session: a DTLS handshake, or a request on an OSCORE
+    context never used before (new keys). Its payload counter may then start again (hub/ingest/replay.py).
+    """
+
+    def __init__(
+        self,
+        keyring: CoapKeyring,
+        contexts: OscoreContexts,
+        on_session: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__()
         self.keyring = keyring
         self.contexts = contexts
+        self.on_session = on_session
 
     def __bool__(self) -> bool:
         # aiocoap's Context replaces a falsy (empty) map with a fresh one.
@@ -159,6 +172,9 @@ class DeviceCredentials(CredentialsMap):  # type: ignore[misc]
         record = self.keyring.cached(identity.decode("utf-8", "replace"))
         if record is None or record.psk is None:
             raise KeyError(identity)
+        # Asked once per handshake: only a holder of the key can send anything in the session it begins.
+        if self.on_session is not None:
+            self.on_session(record.device_id)
         return record.psk, record.identity("dtls")
 
     def find_oscore(self, unprotected: dict[Any, Any]) -> DeviceOscoreContext:
@@ -172,6 +188,10 @@ class DeviceCredentials(CredentialsMap):  # type: ignore[misc]
             device = record.serial if record is not None else f"kid:{kid.hex()}"
             self.contexts.refuse(device, "bad_credentials", "no usable OSCORE context for this kid")
             raise KeyError(kid)
+        if context.fresh:
+            context.fresh = False
+            if self.on_session is not None and record is not None:
+                self.on_session(record.device_id)
         return context
 
     def find_all_used_contextless_oscore_kid(self) -> set[bytes]:

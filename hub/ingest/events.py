@@ -7,7 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-__all__ = ["EventBus"]
+__all__ = ["CLOSING", "EventBus"]
+
+
+# The last event of every stream: the hub is stopping (a stream never ends by itself, and the HTTP server
+# waits for open responses before it stops).
+CLOSING: dict[str, Any] = {"type": "closing"}
 
 
 class EventBus:
@@ -17,6 +22,12 @@ class EventBus:
         self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
         self._size = queue_size
         self.dropped = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """End every stream: each subscriber gets CLOSING as its last event, and so do later ones at once."""
+        self.closed = True
+        self.publish(CLOSING)
 
     def publish(self, event: dict[str, Any]) -> None:
         """Hand ``event`` to every subscriber."""
@@ -35,6 +46,8 @@ class EventBus:
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         """A queue that receives every event published while the context is open."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._size)
+        if self.closed:
+            queue.put_nowait(CLOSING)
         self._queues.add(queue)
         try:
             yield queue

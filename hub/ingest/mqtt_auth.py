@@ -41,8 +41,10 @@ class DeviceGate:
         # serial -> credential generation its live session authenticated with (rotation closes stale ones)
         self.generations: dict[str, int] = {}
 
-    def _refuse(self, serial: str, reason: str, detail: str, payload: bytes = b"") -> None:
-        self.pipeline.refuse(TRANSPORT, serial, reason, detail, payload)
+    def _refuse(
+        self, serial: str, reason: str, detail: str, payload: bytes = b"", entry: DeviceEntry | None = None
+    ) -> None:
+        self.pipeline.refuse(TRANSPORT, serial, reason, detail, payload, entry=entry)
 
     async def authenticate(
         self, username: str | None, password: str | None, client_id: str
@@ -67,6 +69,8 @@ class DeviceGate:
             self._refuse(username, "bad_credentials", "wrong password")
             return None
         self.generations[username] = entry.generation
+        # A CONNECT begins a new session: a rebooted device's counter may start again (hub/ingest/replay.py).
+        self.pipeline.states.begin_session(entry.id)
         return entry
 
     def may_subscribe(self, serial: str | None, topic_filter: str) -> bool:
@@ -80,44 +84,61 @@ class DeviceGate:
         """Whether a session of ``serial`` may be sent a message on ``topic``."""
         return serial is not None and device_may_subscribe(serial, topic)
 
-    def publish_from(self, serial: str, topic: str, payload: bytes) -> bool:
-        """Take one PUBLISH of an authenticated device session; False (counted) when refused."""
+    def publish_from(self, serial: str, topic: str, payload: bytes, *, redelivery: bool = False) -> bool:
+        """Take one PUBLISH of an authenticated device session (``redelivery``: its DUP flag); False when refused."""
         parsed = device_may_publish(serial, topic)
         if parsed is None:
             self._refuse(serial, "acl", f"publish to {topic[:200]!r} refused", payload)
             return False
         entry = self.directory.get(serial)
         if entry is None or not entry.accepting:
-            self._refuse(serial, "revoked", "device no longer accepted", payload)
+            self._refuse(serial, "revoked", "device no longer accepted", payload, entry)
             return False
-        return self.deliver(entry, parsed, payload)
+        return self.deliver(entry, parsed, payload, redelivery=redelivery)
 
-    def deliver(self, entry: DeviceEntry, parsed: DeviceTopic, payload: bytes) -> bool:
-        """Route a message of a known, accepting device on one of its own topics; False when refused."""
+    def deliver(
+        self,
+        entry: DeviceEntry,
+        parsed: DeviceTopic,
+        payload: bytes,
+        *,
+        redelivery: bool = False,
+        retained: bool = False,
+    ) -> bool:
+        """Route a message of a known, accepting device on one of its own topics; False when refused.
+
+        ``redelivery``: the device's DUP flag; ``retained``: a broker's stored message sent at subscribe time.
+        """
         if len(payload) > self.max_payload:
             detail = f"payload of {len(payload)} bytes exceeds {self.max_payload}"
-            self._refuse(entry.serial, "too_large", detail, payload)
+            self._refuse(entry.serial, "too_large", detail, payload, entry)
             return False
         if parsed.kind == "up":
             try:
-                self.pipeline.accept(entry, payload, TRANSPORT, parsed.fmt)
+                self.pipeline.accept(entry, payload, TRANSPORT, parsed.fmt, redelivery=redelivery)
             except DecodeError:
                 return False  # counted and dead-lettered by the pipeline
             return True
         if parsed.kind == "status":
-            return self.status(entry, payload, "last will")
+            return self.status(entry, payload, "last will", retained=retained)
         if parsed.kind == "result":
             return self.commands.on_result(entry, payload, TRANSPORT) is not None
         self._refuse(entry.serial, "acl", f"devices do not publish on {parsed.kind}", payload)
         return False
 
-    def status(self, entry: DeviceEntry, payload: bytes, why: str) -> bool:
-        """Apply a status message: "online" or "offline" (the last will)."""
+    def status(self, entry: DeviceEntry, payload: bytes, why: str, *, retained: bool = False) -> bool:
+        """Apply a status message: "online" (the birth message) or "offline" (the last will).
+
+        A birth that is not a broker's retained copy begins a new session: behind an external broker it is
+        the only sign of a device's (re)connect the hub gets.
+        """
         word = payload.strip().lower()
         if word == OFFLINE:
             self.pipeline.went_offline(entry, why)
             return True
         if word == ONLINE:
+            if not retained:
+                self.pipeline.states.begin_session(entry.id)
             self.pipeline.states.set_online(entry.id, True)
             return True
         self._refuse(entry.serial, "bad_status", "status must be online or offline", payload)

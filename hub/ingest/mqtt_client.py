@@ -18,6 +18,7 @@ from hub.errors import TransportError
 from hub.ingest.commands import CommandRecord, Commands
 from hub.ingest.directory import DeviceEntry
 from hub.ingest.mqtt_auth import TRANSPORT, DeviceGate
+from hub.ingest.mqtt_probe import SharedProbe
 from hub.ingest.mqtt_session import MqttConnection
 from hub.ingest.mqtt_tls import broker_tls, tls_failure
 from hub.ingest.service import IngestService
@@ -70,9 +71,24 @@ class ExternalMqtt:
         self.received = 0
         self.paused = 0  # times reading paused for the store (backpressure)
         self.last_error: str | None = None
+        # The broker (cluster node) in use, an index into settings.brokers; a lost one hands over to the next.
+        self.broker = 0
         self._connection: MqttConnection | None = None
+        # HA: whether this node still holds the lease, asked for every message (hub/ha); None: single node.
+        self.fence: Callable[[], bool] | None = None
         self._routes: dict[str, DeviceTopic | None] = {}
         self._tasks = TaskSet()
+        # With a shared group, each connection proves first that the broker delivers through $share.
+        self.probe = (
+            SharedProbe(
+                settings.shared_group,
+                settings.client_id,
+                f"{settings.host}:{settings.port}",
+                settings.shared_probe_timeout,
+            )
+            if settings.shared_group
+            else None
+        )
 
     async def start(self) -> None:
         """Start connecting in the background; ``connected`` is set once subscribed."""
@@ -84,9 +100,15 @@ class ExternalMqtt:
         self.commands.publish = None
         await self._tasks.stop(5.0)
 
+    @property
+    def where(self) -> str:
+        """The broker in use (or being tried), as host:port."""
+        host, port = self.settings.brokers[self.broker]
+        return f"{host}:{port}"
+
     async def health(self) -> tuple[bool, str]:
         """Connected and subscribed, or why not."""
-        where = f"{self.settings.host}:{self.settings.port}"
+        where = self.where
         if self.connected.is_set():
             return True, f"subscribed at {where}, {self.received} messages"
         return False, f"connecting to {where}" + (f" ({self.last_error})" if self.last_error else "")
@@ -105,10 +127,11 @@ class ExternalMqtt:
     async def _connect(self) -> MqttConnection:
         s = self.settings
         tls = self._tls
+        host, port = s.brokers[self.broker]
         try:
             return await MqttConnection.open(
-                s.host,
-                s.port,
+                host,
+                port,
                 self,
                 client_id=s.client_id,
                 username=s.username,
@@ -122,35 +145,55 @@ class ExternalMqtt:
         except TransportError as exc:
             if tls is None:
                 raise
-            raise TransportError(tls_failure(exc, s)) from exc
+            raise TransportError(tls_failure(exc, s, f"{host}:{port}")) from exc
 
     async def _run(self) -> None:
+        """Connect, subscribe, consume; when the broker goes, try the next one of the list, backing off per round."""
         delay = self.backoff[0]
+        tried = 0  # brokers tried since the last good connection
         while True:
             connection = None
             try:
                 connection = self._connection = await self._connect()
-                filters = [
-                    (topic, self.settings.qos)
-                    for topic, _shared in hub_subscriptions(self.settings.shared_group)
-                ]
-                await connection.subscribe(filters, still_busy=self._count_changed())
+                await self._subscribe(connection)
                 self.connects += 1
                 self.last_error = None
                 self.connected.set()
-                delay = self.backoff[0]
-                log.info("MQTT: subscribed at %s:%d", self.settings.host, self.settings.port)
+                delay, tried = self.backoff[0], 0
+                log.info("MQTT: subscribed at %s", self.where)
                 raise TransportError(await connection.closed)
             except TransportError as exc:
                 self.last_error = exc.message
-                log.warning("MQTT: %s; reconnecting in %.1fs", exc.message, delay)
             finally:
                 self._connection = None
                 self.connected.clear()
                 if connection is not None:
                     await connection.close()
+            # The next broker of the list at once (a cluster's other node holds the same session); once
+            # every one was tried, back off before the next round.
+            self.broker, tried = (self.broker + 1) % len(self.settings.brokers), tried + 1
+            if tried < len(self.settings.brokers):
+                log.warning("MQTT: %s; trying %s", self.last_error, self.where)
+                continue
+            log.warning("MQTT: %s; reconnecting in %.1fs", self.last_error, delay)
+            tried = 0
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff[1])
+
+    async def _subscribe(self, connection: MqttConnection) -> None:
+        """Subscribe the hub's filters; with a shared group, prove that the broker delivers through them."""
+        qos, probe = self.settings.qos, self.probe
+        filters = [(topic, qos) for topic, _shared in hub_subscriptions(self.settings.shared_group)]
+        if probe is None:
+            await connection.subscribe(filters, still_busy=self._count_changed())
+            return
+        try:
+            await connection.subscribe([*filters, (probe.filter, qos)], still_busy=self._count_changed())
+        except TransportError as exc:
+            if not exc.message.startswith("MQTT broker refused the subscription"):
+                raise
+            raise probe.refused(exc) from exc
+        await probe.prove(connection, self._count_changed())
 
     def _count_changed(self) -> Callable[[], bool]:
         """A check that is True when messages arrived since it was last asked."""
@@ -174,6 +217,8 @@ class ExternalMqtt:
 
     def take(self, topic: str, payload: bytes, retain: bool) -> bool:
         """Handle a message as it is read; False when its device must be looked up in the registry first."""
+        if self.fence is not None and not self.fence():
+            return False  # not ours any more: ``take_later`` holds it, unacknowledged, until the process ends
         parsed = self._route(topic)
         entry = None
         if parsed is not None and parsed.kind != "cmd":
@@ -181,7 +226,7 @@ class ExternalMqtt:
             if entry is None and self.ingest.directory.may_exist(parsed.serial):
                 return False
         try:
-            self._handle(topic, payload, parsed, entry)
+            self._handle(topic, payload, parsed, entry, retain)
         except Exception:
             # One bad message must not end the connection.
             log.exception("MQTT ingest failed on %s", topic[:200])
@@ -189,6 +234,8 @@ class ExternalMqtt:
 
     async def take_later(self, topic: str, payload: bytes, retain: bool) -> None:
         """Look the device up, then handle the message."""
+        if self.fence is not None and not self.fence():
+            await asyncio.Event().wait()  # never: the broker gives the message to the new active instead
         parsed = self._route(topic)
         entry = None
         if parsed is not None:
@@ -198,7 +245,7 @@ class ExternalMqtt:
             except Exception:
                 log.exception("registry lookup failed for %s", parsed.serial)
         try:
-            self._handle(topic, payload, parsed, entry)
+            self._handle(topic, payload, parsed, entry, retain)
         except Exception:
             log.exception("MQTT ingest failed on %s", topic[:200])
 
@@ -214,11 +261,18 @@ class ExternalMqtt:
         return store.drained_to(self.high_water // 2)
 
     def _handle(
-        self, topic: str, payload: bytes, parsed: DeviceTopic | None, entry: DeviceEntry | None
+        self,
+        topic: str,
+        payload: bytes,
+        parsed: DeviceTopic | None,
+        entry: DeviceEntry | None,
+        retain: bool = False,
     ) -> None:
         self.received += 1
         pipeline = self.ingest.pipeline
         if parsed is None or parsed.kind == "cmd":
+            if parsed is None and self.probe is not None and self.probe.take(topic, payload):
+                return  # the shared-subscription probe, never telemetry
             pipeline.refuse(TRANSPORT, "", "acl", f"not a device uplink topic: {topic[:200]}", payload)
             return
         if parsed.kind == "status" and not payload:
@@ -228,16 +282,15 @@ class ExternalMqtt:
             return
         if not entry.accepting:
             detail = f"credentials revoked or device {entry.state}"
-            pipeline.refuse(TRANSPORT, parsed.serial, "revoked", detail, payload)
+            pipeline.refuse(TRANSPORT, parsed.serial, "revoked", detail, payload, entry=entry)
             return
-        self.gate.deliver(entry, parsed, payload)
+        # A retained message reaches the hub at (re)subscribe: an old birth, not a device connecting now.
+        self.gate.deliver(entry, parsed, payload, retained=retain)
 
     async def _publish(self, topic: str, payload: bytes, qos: int) -> None:
         connection = self._connection
         if connection is None:
-            raise TransportError(
-                f"not connected to the MQTT broker at {self.settings.host}:{self.settings.port}"
-            )
+            raise TransportError(f"not connected to the MQTT broker at {self.where}")
         try:
             await connection.publish(topic, payload, qos)
         except TransportError as exc:

@@ -13,6 +13,8 @@ Where the hook sits, and why there (amqtt 0.12, ``amqtt/broker.py``):
   named by the CONNECT's client id *before* amqtt authenticates: anyone could kick a device off. The
   override authenticates first, and the gate requires client id == serial.
 - A last will reaches ``_broadcast_message`` with the dying session; the override hands it to the gate.
+- Connection limits, the CONNECT's protocol level, keep-alive and packet checks come first, in
+  ``GuardedBroker.stream_connected`` (hub/ingest/mqtt_guard.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
@@ -35,6 +36,7 @@ from hub.errors import TransportError
 from hub.ingest.broker import EmbeddedBroker
 from hub.ingest.commands import CommandRecord, Commands
 from hub.ingest.mqtt_auth import DeviceGate
+from hub.ingest.mqtt_guard import ConnectionGuard, GuardedBroker
 from hub.ingest.service import IngestService
 from hub.lifecycle import TaskSet
 from provisioning.credentials import CredentialEvents
@@ -80,7 +82,7 @@ class HubTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         return False  # publishes never get here: HubBroker takes them itself
 
 
-class HubBroker(Broker):  # type: ignore[misc]
+class HubBroker(GuardedBroker):
     """amqtt's Broker, authenticating before any session change and handing device messages to the gate."""
 
     def __init__(self, config: dict[str, Any], gate: DeviceGate) -> None:
@@ -139,8 +141,12 @@ class HubBroker(Broker):  # type: ignore[misc]
         topic = message.topic
         if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
             return False  # a protocol violation: amqtt closes the connection too
+        packet = message.publish_packet
+        redelivery = bool(packet is not None and packet.dup_flag)
         try:
-            self.gate.publish_from(client_session.username or "", topic, bytes(message.data))
+            self.gate.publish_from(
+                client_session.username or "", topic, bytes(message.data), redelivery=redelivery
+            )
         except Exception:
             log.exception("MQTT ingest failed on %s from %s", topic, client_session.client_id)
         return True
@@ -210,12 +216,15 @@ class EmbeddedMqtt:
         self.gate = DeviceGate(
             ingest.directory, ingest.pipeline, self.commands, max_payload=settings.max_payload
         )
+        self.guard = ConnectionGuard(settings, ingest.pipeline.metrics)
         self.server = EmbeddedBroker(settings, hub_plugins(), broker_factory=self._make_broker)
         self._tasks = TaskSet()
         self._unsubscribe: Callable[[], None] | None = None
 
     def _make_broker(self, config: dict[str, Any]) -> HubBroker:
-        return HubBroker(config, self.gate)
+        broker = HubBroker(config, self.gate)
+        broker.guard = self.guard
+        return broker
 
     @property
     def port(self) -> int | None:

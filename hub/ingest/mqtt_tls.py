@@ -26,9 +26,9 @@ def broker_tls(settings: MqttSettings) -> ssl.SSLContext:
     return context
 
 
-def tls_failure(exc: TransportError, settings: MqttSettings) -> str:
-    """Say what went wrong on a TLS connection: the verification's reason, or what the broker did."""
-    address = f"{settings.host}:{settings.port}"
+def tls_failure(exc: TransportError, settings: MqttSettings, address: str | None = None) -> str:
+    """Say what went wrong on a TLS connection to ``address`` (host:port): the verification's reason, or what the broker did."""
+    address = address or f"{settings.host}:{settings.port}"
     where = f"the MQTT broker at {address}"
     cause = exc.__cause__
     if isinstance(cause, ssl.SSLCertVerificationError):

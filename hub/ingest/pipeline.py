@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from drivers.base import DecodeMeta, Format, Reading
 from hub.errors import DecodeError, HubError
-from hub.ingest.deadletter import DeadLetters
+from hub.ingest.deadletter import AlarmRefusal, DeadLetters
 from hub.ingest.directory import DeviceEntry
 from hub.ingest.events import EventBus
 from hub.ingest.state import DeviceStates
@@ -60,18 +60,29 @@ class Pipeline:
     def _place_tags(place_id: int | None) -> dict[str, str]:
         return {"place": str(place_id)} if place_id is not None else {}
 
-    def accept(self, device: DeviceEntry, payload: bytes, transport: str, fmt: Format = "auto") -> Reading:
-        """Decode, check and record one uplink; raises DecodeError (with ``reason``) when refused."""
+    def accept(
+        self,
+        device: DeviceEntry,
+        payload: bytes,
+        transport: str,
+        fmt: Format = "auto",
+        *,
+        redelivery: bool = False,
+    ) -> Reading:
+        """Decode, check and record one uplink; raises DecodeError (with ``reason``) when refused.
+
+        ``redelivery``: the transport marked the uplink as possibly sent before (MQTT DUP).
+        """
         try:
             reading = device.driver.decode(payload, _METAS[fmt])
         except DecodeError as exc:
-            self.refuse(transport, device.serial, exc.reason, exc.message, payload)
+            self.refuse(transport, device.serial, exc.reason, exc.message, payload, entry=device)
             raise
-        if reading.seq is not None and not self.states.seq_ok(device.id, reading.seq):
-            self.refuse(
-                transport, device.serial, "replayed", f"sequence number {reading.seq} seen before", payload
-            )
-            raise DecodeError("replayed", f"sequence number {reading.seq} was seen before")
+        seq = reading.seq
+        if seq is not None and not self.states.seq_ok(device.id, seq, payload, redelivery=redelivery):
+            detail = f"sequence number {seq} seen before in this session"
+            self.refuse(transport, device.serial, "replayed", detail, payload, entry=device, reading=reading)
+            raise DecodeError("replayed", f"sequence number {seq} was seen before")
         now = self.clock()
         came_back = self.states.touch(device.id, reading, now)
         ts = reading.ts if reading.ts is not None and abs(reading.ts - now) < MAX_CLOCK_SKEW else now
@@ -86,7 +97,15 @@ class Pipeline:
                 self.store.write(TelemetryPoint(device.serial, device.kind, ts, fields, tags))
             except HubError as exc:
                 # Only when the queue and the spool are both full: say so, and let the device retry.
-                self.refuse(transport, device.serial, "store_full", exc.message, payload)
+                self.refuse(
+                    transport,
+                    device.serial,
+                    "store_full",
+                    exc.message,
+                    payload,
+                    entry=device,
+                    reading=reading,
+                )
                 raise DecodeError("store_full", exc.message) from exc
         for hook in self.hooks:
             try:
@@ -113,15 +132,56 @@ class Pipeline:
         counter.inc()
         return reading
 
-    def refuse(self, transport: str, device: str, reason: str, detail: str, payload: bytes) -> None:
-        """Count, dead-letter and (rate-limited) log one refused uplink."""
+    def refuse(
+        self,
+        transport: str,
+        device: str,
+        reason: str,
+        detail: str,
+        payload: bytes,
+        *,
+        entry: DeviceEntry | None = None,
+        reading: Reading | None = None,
+    ) -> None:
+        """Count, dead-letter and (rate-limited) log one refused uplink.
+
+        ``entry``: the uplink is that device's own (authenticated), so an alarm it carries is reported too:
+        read from ``reading`` when it was decoded, else guessed by the driver from the bytes.
+        """
         counter = self._refused.get((transport, reason))
         if counter is None:
             counter = self._refused[(transport, reason)] = self.metrics.ingest_rejected.labels(
                 transport, reason
             )
         counter.inc()
+        if entry is not None:
+            if reading is not None:
+                alarms = tuple(e for e in reading.events if e in entry.driver.alarm_events)
+            else:
+                alarms = entry.driver.alarm_hint(payload)
+            if alarms:
+                decoded = reading is not None
+                report = AlarmRefusal(transport, entry.serial, entry.kind, reason, detail, alarms, decoded)
+                self.alarm_refused(report, payload)
+                return
         self.dead_letters.add(transport, device, reason, detail, payload)
+
+    def alarm_refused(self, report: AlarmRefusal, payload: bytes) -> None:
+        """An uplink carrying an alarm was refused: count it by reason, log it, keep it, tell the live stream."""
+        r = report
+        self.dead_letters.add(r.transport, r.device, r.reason, r.detail, payload, alarms=r.alarms, quiet=True)
+        self.metrics.ingest_alarms_refused.labels(r.transport, r.kind, r.reason).inc()
+        log.warning(
+            "refused an alarm (%s) from %s %s over %s: %s (%s)",
+            ", ".join(r.alarms),
+            r.kind,
+            r.device,
+            r.transport,
+            r.reason,
+            r.detail,
+        )
+        if self.bus.subscribers:
+            self.bus.publish(report.event(self.clock()))
 
     def went_offline(self, device: DeviceEntry, why: str) -> None:
         """Mark a device offline (last will, lost session) and tell the live stream."""

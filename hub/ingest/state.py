@@ -81,9 +81,15 @@ class DeviceStates:
             status = self._live[device_id] = LiveStatus(device_id)
         return status
 
-    def seq_ok(self, device_id: int, seq: int) -> bool:
-        """False when ``seq`` replays one this device sent before."""
-        return self._status(device_id).seq.accept(seq)
+    def seq_ok(self, device_id: int, seq: int, payload: bytes = b"", *, redelivery: bool = False) -> bool:
+        """False when ``seq`` repeats one this device sent before in its current session."""
+        return self._status(device_id).seq.accept(seq, payload, redelivery=redelivery)
+
+    def begin_session(self, device_id: int) -> None:
+        """A transport saw the device begin a new session: its counter may start again (hub/ingest/replay.py)."""
+        status = self._live.get(device_id)
+        if status is not None:
+            status.seq.begin_session()
 
     def touch(self, device_id: int, reading: Reading, now: float) -> bool:
         """Record an accepted reading; returns True when the device was offline before."""
@@ -108,23 +114,18 @@ class DeviceStates:
             self._dirty.add(device_id)
 
     async def load(self) -> int:
-        """Read every stored status back (after a restart); returns how many."""
+        """Read every stored status back (after a restart, or a takeover); returns how many."""
         async with self.db.session() as session:
             rows = (await session.execute(select(DeviceStatus))).scalars().all()
         for row in rows:
-            # The bitmap is not stored: treat the whole window below the highest number as seen.
-            window = SeqWindow(row.seq_highest, (1 << WINDOW) - 1 if row.seq_highest >= 0 else 0)
-            self._live[row.device_id] = LiveStatus(
-                device_id=row.device_id,
-                last_seen=_epoch(row.last_seen),
-                last_activity=_epoch(row.last_activity),
-                online=row.online,
-                seq=window,
-                metrics=dict(row.metrics or {}),
-                last_event=row.last_event,
-                last_event_at=_epoch(row.last_event_at),
-            )
+            self._live[row.device_id] = _from_row(row)
         return len(rows)
+
+    async def read(self, device_id: int) -> LiveStatus | None:
+        """One device's status as last written to the database (a standby hub's view: the active writes it)."""
+        async with self.db.session() as session:
+            row = await session.get(DeviceStatus, device_id)
+        return None if row is None else _from_row(row)
 
     async def flush(self) -> int:
         """Upsert every status changed since the last flush; returns how many."""
@@ -173,6 +174,21 @@ class DeviceStates:
         stmt = stmt.on_conflict_do_update(index_elements=["device_id"], set_=columns)
         async with self.db.engine.begin() as conn:
             await conn.execute(stmt, rows)
+
+
+def _from_row(row: DeviceStatus) -> LiveStatus:
+    # The bitmap is not stored: treat the whole window below the highest number as seen.
+    window = SeqWindow(row.seq_highest, (1 << WINDOW) - 1 if row.seq_highest >= 0 else 0)
+    return LiveStatus(
+        device_id=row.device_id,
+        last_seen=_epoch(row.last_seen),
+        last_activity=_epoch(row.last_activity),
+        online=row.online,
+        seq=window,
+        metrics=dict(row.metrics or {}),
+        last_event=row.last_event,
+        last_event_at=_epoch(row.last_event_at),
+    )
 
 
 def _num(value: Value | None) -> float | None:

@@ -9,6 +9,7 @@ from drivers.base import Format
 
 __all__ = [
     "PREFIX",
+    "PROBE_PREFIX",
     "SUFFIX_FORMATS",
     "DeviceTopic",
     "TopicKind",
@@ -18,12 +19,16 @@ __all__ = [
     "device_may_subscribe",
     "hub_subscriptions",
     "parse",
+    "probe_topic",
     "status_topic",
     "up_topic",
     "valid_serial",
 ]
 
 PREFIX = "devices"
+# The hub's own topics for proving a shared subscription delivers (hub/ingest/mqtt_probe.py); outside
+# ``devices/``, so no device ACL reaches them.
+PROBE_PREFIX = "hub/probe"
 TopicKind = Literal["up", "status", "cmd", "result"]
 # devices/{serial}/up/{suffix} forces the format instead of sniffing it from the first byte.
 SUFFIX_FORMATS: dict[str, Format] = {"json": "json", "cbor": "cbor", "bin": "binary"}
@@ -82,6 +87,12 @@ def cmd_topic(serial: str) -> str:
 def cmd_result_topic(serial: str) -> str:
     """Where a device answers a command."""
     return f"{PREFIX}/{serial}/cmd/result"
+
+
+def probe_topic(client_id: str) -> str:
+    """The topic a hub worker proves its shared subscription on: one level, its client id."""
+    level = "".join("_" if char in "/+#\0" else char for char in client_id)
+    return f"{PROBE_PREFIX}/{level}"
 
 
 def device_may_publish(serial: str, topic: str) -> DeviceTopic | None:

@@ -31,6 +31,7 @@ class SimDevice:
     oscore: dict[str, str] | None = None
     # The payload format the device speaks: NB-IoT devices send CBOR or compact binary frames.
     fmt: Format = "json"
+    # The next sequence number: 0 after every boot, as docs/devices.md asks of firmware.
     seq: int = 0
     battery: float = 100.0
     silent: bool = False
@@ -38,9 +39,10 @@ class SimDevice:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def next_seq(self) -> int:
-        """The next sequence number (wraps like a 32-bit device counter)."""
-        self.seq = (self.seq + 1) % (1 << 32)
-        return self.seq
+        """The sequence number of the next uplink (wraps like a 32-bit device counter)."""
+        seq = self.seq
+        self.seq = (seq + 1) % (1 << 32)
+        return seq
 
 
 def _routine_fields(dev: SimDevice, rng: random.Random) -> dict[str, Any]:

@@ -172,3 +172,15 @@ def test_rearm_with_the_default_rules_opens_nothing_for_an_offline_door() -> Non
     engine = RuleEngine(RuleSet.build(DRIVERS), out.append)
     assert engine.rearm([entry(1)], [LiveStatus(1, last_seen=T0, online=False)], T0 + 10) == 1
     assert out == []  # door has no offline rule by default
+
+
+def test_an_earlier_deadline_added_after_the_first_tick_is_not_pushed_back() -> None:
+    # A hub started with only smoke detectors (10 h spans) ticked once; then a door (2.5 h) is enrolled, or a rule
+    # change shortens a span: its deadline must hold, not wait for the first smoke detector's.
+    tracker = DeadmanTracker("wheel")
+    tracker.arm(1, T0 + 36_000)
+    assert tracker.expire(T0) == []
+    tracker.arm(2, T0 + 9_000)
+    assert tracker.expire(T0 + 9_000) == [(2, T0 + 9_000)]
+    tracker.retime(1, T0 + 9_500)
+    assert tracker.expire(T0 + 9_500.5) == [(1, T0 + 9_500)]

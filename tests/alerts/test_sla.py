@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from alerts.sla import Milestone, SlaClock, SlaPolicies, SlaPolicy, Urgency, default_policies
-from alerts.workdays import UncoveredYearError, WorkdayCalendar
+from alerts.workdays import WorkdayCalendar
 from hub.errors import Conflict, InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -110,11 +110,6 @@ def test_naive_times_are_refused(calendar: WorkdayCalendar) -> None:
         clock.is_overdue(datetime(2026, 3, 2, 10))
     with pytest.raises(InvalidInput):
         clock.meet(Milestone.ACCEPT, at(2026, 3, 2, 8))
-
-
-def test_uncovered_year_propagates(calendar: WorkdayCalendar) -> None:
-    with pytest.raises(UncoveredYearError):
-        SlaClock.start(default_policies().for_category("battery"), at(2026, 12, 29, 9), calendar)
 
 
 def test_policies_load_from_yaml() -> None:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts.workdays import (
-    UncoveredYearError,
-    WorkdayCalendar,
-    read_calendar_file,
-    shipped_calendar_file,
-)
+from alerts.notices import CalendarFile, shipped_notices
+from alerts.workdays import WorkdayCalendar
 from hub.errors import ConfigError, InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -31,7 +26,7 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, secon
 
 
 def test_shipped_years_and_festival_lengths() -> None:
-    shipped = shipped_calendar_file()
+    shipped = CalendarFile(years={y: spec for f in shipped_notices() for y, spec in f.years.items()})
     assert sorted(shipped.years) == [2024, 2025, 2026]
     lengths = {(y, f.en): len(f.rest_days) for y, spec in shipped.years.items() for f in spec.festivals}
     # Lengths as announced ("共N天") in each notice.
@@ -117,27 +112,6 @@ def test_working_days_per_year(calendar: WorkdayCalendar) -> None:
     assert sum(calendar.is_workday(date(2024, 1, 1) + timedelta(days=i)) for i in range(366)) == 251
 
 
-def test_uncovered_year_is_an_error(calendar: WorkdayCalendar) -> None:
-    with pytest.raises(UncoveredYearError) as caught:
-        calendar.is_workday(date(2027, 3, 1))
-    assert caught.value.year == 2027
-    assert isinstance(caught.value, ConfigError)
-    assert "2024, 2025, 2026" in caught.value.message
-    # Counting through the end of the covered range fails too, rather than guessing.
-    with pytest.raises(UncoveredYearError):
-        calendar.add_workdays(at(2026, 12, 28, 10), 5)
-
-
-def test_fallback_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    calendar = WorkdayCalendar.load(fallback_weekends=True)
-    with caplog.at_level(logging.WARNING, logger="alerts.workdays"):
-        assert calendar.is_workday(date(2027, 1, 1)) is True  # Friday, holiday unknown
-        assert calendar.is_workday(date(2027, 1, 2)) is False
-        assert calendar.add_workdays(at(2026, 12, 31, 9), 2) == at(2027, 1, 5)
-    warnings = [r for r in caplog.records if "2027" in r.getMessage()]
-    assert len(warnings) == 1
-
-
 def test_extension_file_adds_and_overrides_years(tmp_path: Path) -> None:
     extra = tmp_path / "cn_2099.yaml"
     extra.write_text(
@@ -152,7 +126,7 @@ def test_extension_file_adds_and_overrides_years(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     calendar = WorkdayCalendar.load(extra)
-    assert 2099 in calendar.covered_years
+    assert 2099 in calendar.official_years
     assert calendar.is_workday(date(2099, 1, 2)) is False  # Friday off
     assert calendar.is_workday(date(2099, 1, 4)) is True  # Sunday worked
     # The later file replaced 2026 as a whole: Spring Festival days are ordinary now.
@@ -175,19 +149,24 @@ def test_extension_file_adds_and_overrides_years(tmp_path: Path) -> None:
         ("years: {2099: {festivals: [{zh: a, en: b, rest_days: [2097-01-01]}]}}", "outside"),
         ("years: {2099: {festivals: [{zh: a, en: b, off: [2099-01-01]}]}}", "schema"),
         ("years: [unclosed", "not valid YAML"),
+        ("version: 1\nyears: {}\n", "schema"),
     ],
 )
 def test_bad_extension_files(tmp_path: Path, body: str, problem: str) -> None:
     extra = tmp_path / "bad.yaml"
     extra.write_text(body, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        WorkdayCalendar(read_calendar_file(extra).years)
+        WorkdayCalendar.load(extra)
     assert problem in caught.value.message
+    # One clear error that names the setting the file came from, and the file.
+    assert caught.value.setting == "HUB_ALERTS_WORKDAY_NOTICES"
+    assert str(extra) in caught.value.message or "2099" in caught.value.message
 
 
 def test_missing_extension_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="cannot read") as caught:
         WorkdayCalendar.load(tmp_path / "absent.yaml")
+    assert caught.value.setting == "HUB_ALERTS_WORKDAY_NOTICES"
 
 
 def test_zone_handling(calendar: WorkdayCalendar) -> None:
@@ -209,5 +188,6 @@ def test_other_zone_with_dst() -> None:
     due = calendar.add_workdays(datetime(2026, 3, 27, 10, tzinfo=berlin), 1)
     assert due == datetime(2026, 3, 31, tzinfo=berlin)
     assert due.utcoffset() == timedelta(hours=2)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as caught:
         WorkdayCalendar.load(zone="Mars/Olympus")
+    assert caught.value.setting == "HUB_ALERTS_TIMEZONE"

@@ -170,3 +170,52 @@ def test_demo_starts_on_a_busy_mqtt_port_and_stops_cleanly(tmp_path: Path, busy_
     assert "iothub: stopped" in out
     for bad in ("Task was destroyed", "Unclosed", "ResourceWarning", "Traceback", "never awaited"):
         assert bad not in err, err
+
+
+def test_the_demo_stops_while_a_console_watches_the_live_stream(tmp_path: Path) -> None:
+    """Ctrl-C with an open /api/v1/events stream: the hub still stops (it used to wait for the watcher forever)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update({"HUB_MQTT_PORT": "0", "HUB_WEB_PORT": "0", "HUB_COAP_PORT": "0", "HUB_SHUTDOWN_TIMEOUT": "2"})
+    env.update({"HUB_SIMULATE_COMMUNITIES": "1", "HUB_SIMULATE_GRIDS_PER_COMMUNITY": "1"})
+    err_file = (tmp_path / "stderr.txt").open("w+")
+    var = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "demo", "--var-dir", str(var)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=err_file,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base = ""
+        while not base:
+            line = proc.stdout.readline()
+            assert line, f"demo ended early: {(tmp_path / 'stderr.txt').read_text()}"
+            if "HTTP on" in line:
+                base = line.split("HTTP on ", 1)[1].strip()
+        db = {"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{var / 'hub.db'}"}
+        made = iothub("keys", "create", "--role", "operator", "--name", "console", cwd=tmp_path, env=db)
+        key = made.stdout.split()[0]
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as watcher:
+            request = f"GET /api/v1/events HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\n\r\n"
+            watcher.sendall(request.encode())
+            assert b"200 OK" in watcher.recv(4096)
+            proc.send_signal(signal.SIGINT)
+            heard = b""
+            while chunk := watcher.recv(4096):  # until the hub closes the stream
+                heard += chunk
+            out, _ = proc.communicate(timeout=30)
+        # The stream's last event tells the console the hub is going away.
+        assert b"event: closing" in heard
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        err_file.close()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 0, err
+    assert "iothub: stopped" in out
+    assert "Traceback" not in err, err

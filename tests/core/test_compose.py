@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from hub.config import Settings
+from hub.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(:?[?-])?([^}]*)\}")
+HA_HUBS = ("hub-a", "hub-b")
+NATS = ("nats-1", "nats-2", "nats-3")
+
+
+def profile(name: str) -> set[str]:
+    """The services of a profile ("" for those that run without one)."""
+    return {s for s, spec in SERVICES.items() if name in spec.get("profiles", [""])}
 
 
 def test_expected_services_with_healthchecks() -> None:
-    assert set(SERVICES) == {"hub", "influxdb", "mosquitto", "grafana"}
-    for name in ("influxdb", "mosquitto", "grafana"):
+    assert profile("") == {"hub", "influxdb", "mosquitto", "grafana"}
+    assert profile("ha") == {"postgres", *NATS, *HA_HUBS}
+    for name in ("influxdb", "mosquitto", "grafana", "postgres", *NATS):
         assert "healthcheck" in SERVICES[name], name
     for name, service in SERVICES.items():
         for dep, cond in (service.get("depends_on") or {}).items():
@@ -63,9 +74,10 @@ def test_required_secrets_are_documented_and_enforced() -> None:
             assert how == ":?", f"{var} must be required with ${{{var}:?...}}"
 
 
-def test_hub_environment_names_real_settings() -> None:
-    """Every HUB_* variable given to the hub is read by Settings (a typo would be silently ignored)."""
-    env = {k: "x" for k in SERVICES["hub"]["environment"]}
+@pytest.mark.parametrize("hub", ["hub", *HA_HUBS])
+def test_hub_environment_names_real_settings(hub: str) -> None:
+    """Every HUB_* variable given to a hub is read by Settings (a typo would be silently ignored)."""
+    env = {k: "x" for k in SERVICES[hub]["environment"]}
     fields = Settings.model_fields
     for key in env:
         assert key.startswith("HUB_"), key
@@ -96,3 +108,47 @@ def test_dockerfile_copies_existing_paths() -> None:
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), src
+
+
+def _resolved(env: dict[str, str]) -> dict[str, str]:
+    """The environment with every ${VAR...} replaced by a stand-in value."""
+    return {k: VARIABLE.sub("stand-in-secret-value", str(v)) for k, v in env.items()}
+
+
+def test_ha_hubs_share_one_session_and_load_as_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both HA hubs: PostgreSQL, every NATS node, one client id, their own node name; Settings accept them."""
+    envs = [_resolved(SERVICES[hub]["environment"]) for hub in HA_HUBS]
+    assert envs[0]["HUB_MQTT_CLIENT_ID"] == envs[1]["HUB_MQTT_CLIENT_ID"]
+    assert {e["HUB_HA_NODE"] for e in envs} == set(HA_HUBS)
+    for hub, env in zip(HA_HUBS, envs, strict=True):
+        assert SERVICES[hub]["restart"] == "unless-stopped", "a hub that lost its lease must come back"
+        assert set(SERVICES[hub]["depends_on"]) == {"postgres", "influxdb", *NATS}
+        for key in [k for k in os.environ if k.startswith("HUB_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings(None)
+        assert settings.ha.enabled and settings.database.url.startswith("postgresql+asyncpg://")
+        assert settings.mqtt.brokers == [(name, 1883) for name in NATS]
+
+
+@pytest.mark.parametrize("name", NATS)
+def test_nats_nodes_load_their_config(name: str, tmp_path: Path) -> None:
+    """Each node mounts the one config, its own store, and nats-server itself accepts the file for it."""
+    spec = SERVICES[name]
+    assert spec["environment"]["NATS_NAME"] == name
+    assert f"./deploy/nats/nats.conf:{spec['command'][1]}:ro" in spec["volumes"]
+    assert f"{name}-data:/data" in spec["volumes"]
+    text = (ROOT / "deploy/nats/nats.conf").read_text()
+    assert all(f"nats-route://{node}:6222" in text for node in NATS)
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    done = subprocess.run(
+        [binary, "-t", "-c", str(ROOT / "deploy/nats/nats.conf")],
+        env={"NATS_NAME": name, "PATH": os.environ.get("PATH", "")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0 and "is valid" in done.stdout + done.stderr, done.stderr

@@ -24,6 +24,8 @@ FILE_SETTINGS = ("HUB_MQTT_CA_FILE", "HUB_MQTT_CERT_FILE", "HUB_MQTT_KEY_FILE")
 COMPANIONS = {
     "HUB_MQTT_TLS_SERVER_NAME": "HUB_MQTT_TLS=true",
     **dict.fromkeys(FILE_SETTINGS, "HUB_MQTT_TLS=true"),
+    # High availability shares one PostgreSQL and an external broker (refused without them, on purpose).
+    "HUB_HA_ENABLED": "HUB_DATABASE_URL=postgresql+asyncpg://hub@db.example/hub\nHUB_MQTT_MODE=external",
 }
 
 
@@ -59,7 +61,7 @@ def test_documented_example_is_accepted(tmp_path: Path, where: str, line: str) -
     lines = [line]
     if name in COMPANIONS:
         lines.insert(0, COMPANIONS[name])
-    if name == "HUB_MODE" and value == "production":
+    if name == "HUB_MODE" and value.strip("'\"").lower() == "production":
         lines.append("HUB_SECRET_KEY=a-real-secret-for-this-test")
     env = tmp_path / ".env"
     env.write_text("\n".join(lines) + "\n", encoding="utf-8")

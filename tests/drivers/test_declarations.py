@@ -12,7 +12,7 @@ import pytest
 
 import drivers
 from drivers import ALL, DRIVERS, get_driver
-from drivers.base import DecodeMeta, MetricSpec
+from drivers.base import DecodeMeta, MetricSpec, Text
 from drivers.rules import CATEGORIES, RULE_KEYS, check_rules, check_specs
 from hub.errors import InvalidInput, NotFound
 
@@ -104,7 +104,7 @@ def test_a_driver_with_a_bad_rule_cannot_be_built() -> None:
 
 
 def test_numeric_metrics_need_bounds() -> None:
-    problems = check_specs({"x": MetricSpec("x", "m", "float")}, {})
+    problems = check_specs({"x": MetricSpec("x", "m", "float", text=Text("距离", "distance"))}, {})
     assert problems == ["metric 'x' needs a minimum and a maximum"]
 
 

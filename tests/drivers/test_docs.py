@@ -44,3 +44,20 @@ def test_every_reason_raised_or_tested_is_a_known_key() -> None:
     assert len(raised) >= 15
     assert raised | tested <= set(REASONS)
     assert {"bad_magic", "bad_length", "truncated"} <= raised
+
+
+def test_the_alarm_events_table_matches_the_drivers() -> None:
+    table = DOC.split("## Alarms the hub must not lose", 1)[1].split("\n## ", 1)[0]
+    for driver in ALL:
+        row = re.search(rf"^\| {driver.kind} \| (.*) \|$", table, re.M)
+        assert row is not None, driver.kind
+        assert set(re.findall(r"`([a-z_]+)`", row.group(1))) == driver.alarm_events
+
+
+def test_every_events_text_and_correlation_are_documented() -> None:
+    for driver in ALL:
+        section = DOC.split(f"### {driver.kind} ", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        for event in driver.events.values():
+            row = next(line for line in section.splitlines() if line.startswith(f"| `{event.name}` |"))
+            assert f"| {event.correlate} |" in row, row
+            assert f"| {event.text.zh_cn} / {event.text.en} |" in row, row

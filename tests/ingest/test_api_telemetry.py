@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,16 @@ def test_auth_roles_and_places(client: tuple[TestClient, dict[str, str], ManualC
     assert http.get("/api/v1/ingest/dead-letters", headers=auth(keys["responder"])).status_code == 403
     unknown = http.get("/api/v1/devices/NOPE/status", headers=auth(keys["operator"]))
     assert unknown.status_code == 404 and unknown.json()["title"] == "not_found"
+
+
+def test_a_refusal_names_the_place_by_its_code(
+    client: tuple[TestClient, dict[str, str], ManualClock],
+) -> None:
+    http, keys, _clock = client
+    for url in ("/api/v1/devices/SM-1/status", "/api/v1/devices/SM-1/telemetry?metric=battery"):
+        refused = http.get(url, headers=auth(keys["responder"]))
+        assert refused.status_code == 403, refused.text
+        detail = refused.json()["detail"]
+        # Places as people know them, never the id path ("/49/50/…/"): the key's own household (U02), and not
+        # the one the device lies in, which a key limited elsewhere has no business learning (issue 12 §4).
+        assert "T-D-S-C-G-B-U02" in detail and "U01" not in detail and not re.search(r"/\d+/", detail), detail

@@ -104,3 +104,26 @@ def test_limit_arithmetic() -> None:
     assert is_urgent("case_alert", {"category": "panic", "severity": "minor"}, policy)
     assert not is_urgent("case_alert", {"category": "battery", "severity": "minor"}, policy)
     assert not is_urgent("test_confirmation", {"category": "fire", "severity": "critical"}, policy)
+
+
+def test_the_case_description_is_in_the_readers_language() -> None:
+    facts = FACTS | {"summary": {"zh-CN": "紧急按钮长按求助", "en": "Panic button held"}, "category": "panic"}
+    zh = render_sms([MessageFacts("case_alert", "zh-CN", "C-1", facts)])
+    en = render_sms([MessageFacts("case_alert", "en", "C-1", facts)])
+    assert "紧急按钮长按求助" in zh and "Panic button held" not in zh
+    assert "Panic button held" in en and "紧急按钮长按求助" not in en
+    zh_said, _ = render_voice(MessageFacts("case_alert", "zh-CN", "C-1", facts), None)
+    en_said, en_twiml = render_voice(MessageFacts("case_alert", "en", "C-1", facts), None)
+    # The description is a sentence of its own before what to press.
+    assert "紧急按钮长按求助。接受请按1" in zh_said and "Panic button held. Press 1" in en_said
+    assert "Panic button held. Press 1" in en_twiml
+    # In a bundle each case says what happened, in the reader's language.
+    other = facts | {"summary": {"zh-CN": "烟感报警", "en": "Smoke alarm"}, "category": "fire"}
+    rows = [MessageFacts("case_alert", "en", "C-1", facts), MessageFacts("case_alert", "en", "C-2", other)]
+    bundle = render_sms(rows)
+    assert "C-1 Panic button held" in bundle and "C-2 Smoke alarm" in bundle and "烟" not in bundle
+    zh_rows = [MessageFacts("case_alert", "zh-CN", m.case_code, m.facts) for m in rows]
+    assert "C-1 紧急按钮长按求助" in render_sms(zh_rows)
+    # A stored row of an older hub (one string) still reads.
+    old = render_sms([MessageFacts("case_alert", "en", "C-1", FACTS)])
+    assert "烟感报警" in old

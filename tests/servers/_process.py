@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -64,11 +64,20 @@ def _death_signal_hook() -> Callable[[], None] | None:
 class ManagedProcess:
     """One server command: start in a new session, log to a file, stop the whole group."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.cwd = cwd
         self.log_path = log_path
+        self.env = None if env is None else dict(env)  # None: this process's environment
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -76,6 +85,11 @@ class ManagedProcess:
     def pid(self) -> int | None:
         """Return the pid of the running process, or None."""
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has ended (None while it runs or before it started)."""
+        return self._proc.poll() if self._proc is not None else None
 
     def alive(self) -> bool:
         """Tell whether the process is running."""
@@ -90,6 +104,7 @@ class ManagedProcess:
             self._proc = subprocess.Popen(
                 self.argv,
                 cwd=self.cwd,
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,

@@ -190,6 +190,7 @@ DRIVER = Driver(
     decode_frame=decode_frame,
     encode_frame=encode_frame,
     magic=FRAME.magic,
+    frame_events=EVENT_BITS.names,
     refine=refine,
     activity_metrics=("moving",),
 )

@@ -168,4 +168,5 @@ DRIVER = Driver(
     decode_frame=decode_frame,
     encode_frame=encode_frame,
     magic=FRAME.magic,
+    frame_events=EVENT_BITS.names,
 )

@@ -59,7 +59,11 @@ class Database:
             path = url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._engine = create_async_engine(url, echo=self.settings.echo, pool_pre_ping=not self.is_sqlite)
+        if self.settings.echo:
+            # Not echo=True: that gives SQLAlchemy's logger a handler of its own, past the root handler's secret
+            # mask (hub/logmask.py). A level on its logger sends the statements through the root handler instead.
+            logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+        self._engine = create_async_engine(url, pool_pre_ping=not self.is_sqlite)
         if self.is_sqlite:
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)

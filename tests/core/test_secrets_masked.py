@@ -51,6 +51,7 @@ def secret_env(url: str, var_dir: Path, **extra: str) -> dict[str, str]:
     """Every secret setting set, debug logging, and peers that do not answer."""
     dead = closed_port()
     env = iothub_env(url, var_dir, HUB_LOG_LEVEL="debug", HUB_COAP_ENABLED="true", HUB_COAP_PORT="0")
+    env["HUB_DATABASE_ECHO"] = "true"  # SQLAlchemy prints every statement and its parameters
     env.update(SETTINGS_SECRETS)
     env.update(
         {
